@@ -1,0 +1,40 @@
+"""Dataset spec strings: which loader a spec names, and what kind of data a folder holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_NAMES = ("kmnist", "mnist", "fashion-mnist")
+
+
+def folder_kind(folder: Path) -> str | None:
+    """'images' for a folder of IDX files, 'pairs' for train-/val-*.txt pairs, None otherwise."""
+    if not folder.is_dir():
+        return None
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    if any("-images-idx3-ubyte" in n for n in names) and any("-labels-idx1-ubyte" in n for n in names):
+        return "images"
+    if any(n.startswith("train-") and n.endswith(".txt") for n in names) and any(
+        n.startswith("val-") and n.endswith(".txt") for n in names
+    ):
+        return "pairs"
+    return None
+
+
+def spec_for_name(name: str, data_dir: Path) -> str | None:
+    """The spec string for a dataset *name* (a built-in name or a folder inside data_dir), or None."""
+    if name in IMAGE_NAMES:
+        return name
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    kind = folder_kind(data_dir / name)
+    if kind == "images":
+        return f"idx:{data_dir / name}"
+    if kind == "pairs":
+        return f"pairs:{data_dir / name}"
+    return None
+
+
+def model_for_spec(spec: str) -> str:
+    """'cnn' for image specs, 'seq2seq' for text-pair specs."""
+    return "seq2seq" if spec.startswith("pairs:") else "cnn"

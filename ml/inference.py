@@ -1,0 +1,99 @@
+"""Loaded checkpoints ready to answer: `Classifier` for the CNN, `Transliterator` for seq2seq."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml.activations import activation_maps, activation_png
+from ml.checkpoint import load_checkpoint
+from ml.config import TrainConfig
+from ml.data.text import Vocab
+from ml.decoding import Hypothesis, translate
+from ml.errors import CheckpointError, InputError
+from ml.models.cnn import CNN
+from ml.models.seq2seq import Seq2Seq
+
+
+@dataclass
+class Prediction:
+    label: int
+    class_name: str
+    probabilities: list[float]
+    top_k: list[dict[str, Any]]  # [{"label", "class_name", "probability"}], most likely first
+
+
+class Classifier:
+    kind = "cnn"
+
+    def __init__(self, model: CNN, classes: list[str], config: TrainConfig, device: torch.device):
+        self.model, self.classes, self.config, self.device = model.eval(), classes, config, device
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, k: int = 3) -> list[Prediction]:
+        """images (B, 1, 28, 28) or (1, 28, 28) in [0, 1) → one Prediction each."""
+        if images.dim() == 3:
+            images = images.unsqueeze(0)  # (1, 1, 28, 28)
+        if tuple(images.shape[1:]) != (1, 28, 28):
+            raise InputError(f"expected images of shape (1, 28, 28), got {tuple(images.shape[1:])}")
+        probs = self.model(images.to(self.device)).exp().cpu()  # (B, C)
+        top = probs.topk(min(k, probs.size(1)), dim=1)
+        out = []
+        for row, values, indices in zip(probs, top.values, top.indices, strict=True):
+            label = int(indices[0])
+            out.append(Prediction(label, self.classes[label], [float(p) for p in row], [
+                {"label": int(i), "class_name": self.classes[int(i)], "probability": float(v)}
+                for v, i in zip(values, indices, strict=True)
+            ]))
+        return out
+
+    def activations(self, image: torch.Tensor, layer: str) -> np.ndarray:
+        """Activation maps (C, H, W) of `layer` ('conv1' or 'conv2') for one image (1, 28, 28)."""
+        return activation_maps(self.model, image.to(self.device), layer)
+
+    def activations_png(self, image: torch.Tensor, layer: str) -> bytes:
+        return activation_png(image.cpu(), self.activations(image, layer), layer)
+
+
+class Transliterator:
+    kind = "seq2seq"
+
+    def __init__(self, model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, config: TrainConfig, device: torch.device):
+        self.model, self.src_vocab, self.tgt_vocab = model.eval(), src_vocab, tgt_vocab
+        self.config, self.device = config, device
+
+    @property
+    def has_attention(self) -> bool:
+        return bool(self.config.attention)
+
+    def translate(self, texts: list[str], decoding: str = "greedy", beam_size: int = 5, n_best: int = 1,
+                  alpha: float = 0.0, max_length: int | None = None, batch_size: int = 256) -> list[list[Hypothesis]]:
+        if decoding not in ("greedy", "beam"):
+            raise InputError(f"unknown decoding {decoding!r}; use 'greedy' or 'beam'")
+        limit = max_length or 2 * self.config.max_length + 10
+        return translate(self.model, self.src_vocab, self.tgt_vocab, texts, decoding=decoding, beam_size=beam_size,
+                         n_best=n_best, max_length=limit, alpha=alpha, batch_size=batch_size, device=self.device)
+
+
+def load_predictor(path: Path | str, device: str | None = None) -> Classifier | Transliterator:
+    """A Classifier or Transliterator from a checkpoint written by `fit`."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_checkpoint(path, map_location=dev)
+    try:
+        config = TrainConfig.from_dict(data["config"])
+        meta = data["meta"]
+        if data["model"] == "cnn":
+            model = CNN(n_classes=len(meta["classes"]), dropout=config.dropout)
+            model.load_state_dict(data["state_dict"])
+            return Classifier(model.to(dev), list(meta["classes"]), config, dev)
+        src, tgt = Vocab.from_list(meta["src_vocab"]), Vocab.from_list(meta["tgt_vocab"])
+        model = Seq2Seq(len(src), len(tgt), hidden_size=config.hidden_size, attention=config.attention,
+                        dropout=config.dropout)
+        model.load_state_dict(data["state_dict"])
+        return Transliterator(model.to(dev), src, tgt, config, dev)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or does not match its model ({exc})") from None
