@@ -34,10 +34,6 @@ class Task(Protocol):
     def evaluate(self, model: nn.Module, split: str) -> float: ...
 
 
-def _limit(n: int, limit: int | None) -> int:
-    return n if limit is None else min(n, limit)
-
-
 def _permuted_slices(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Tensor]:
     order = torch.randperm(n, generator=generator).to(device)  # (N,)
     for start in range(0, n, batch_size):
@@ -55,7 +51,7 @@ class ImageTask:
         self.splits: dict[str, ImageSet] = {}
         for split in ("train", "val", "test"):
             part: ImageSet = getattr(splits, split)
-            n = _limit(len(part.labels), config.limit)
+            n = config.limit  # None keeps all
             self.splits[split] = ImageSet(part.images[:n].to(device), part.labels[:n].to(device))
         self.n_train = len(self.splits["train"].labels)
 
@@ -95,7 +91,7 @@ class PairTask:
         self.config, self.device, self.name = config, device, splits.name
         self.src_vocab: Vocab = splits.src_vocab
         self.tgt_vocab: Vocab = splits.tgt_vocab
-        self.pairs = {s: getattr(splits, s)[: _limit(len(getattr(splits, s)), config.limit)] for s in ("train", "val", "test")}
+        self.pairs = {s: getattr(splits, s)[: config.limit] for s in ("train", "val", "test")}
         train = self.pairs["train"]
         self.n_train = len(train)
         # Whole training set padded once; batches are trimmed to their own longest sequence.
