@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ml.config import TrainConfig
 from ml.data.images import ImageSet, load_images
-from ml.data.text import EOS, PAD, SOS, Vocab, load_pairs, pad_batch
+from ml.data.text import PAD, Vocab, load_pairs, pad_batch
 from ml.decoding import translate
 from ml.metrics import error_rate
 from ml.models.cnn import CNN
@@ -99,9 +99,8 @@ class PairTask:
         tgt = [self.tgt_vocab.encode(t) for _, t in train]
         self.tgt_in, self.tgt_len = pad_batch(tgt, add_sos=True)  # (N, T+1), (N,)
         self.tgt_out, _ = pad_batch(tgt, add_eos=True)  # (N, T+1)
-        self.src, self.src_len = self.src.to(device), self.src_len.to(device)
-        self.tgt_in, self.tgt_out, self.tgt_len = self.tgt_in.to(device), self.tgt_out.to(device), self.tgt_len.to(device)
-        assert int(self.tgt_in[0, 0]) == SOS and PAD == 0 and EOS != PAD
+        self.src, self.src_len, self.tgt_len = self.src.to(device), self.src_len.to(device), self.tgt_len.to(device)
+        self.tgt_in, self.tgt_out = self.tgt_in.to(device), self.tgt_out.to(device)
 
     def build_model(self) -> nn.Module:
         c = self.config
