@@ -1,0 +1,120 @@
+"""Character-level encoder-decoder: bi-LSTM encoder, LSTM decoder, optional attention, tied output layer.
+
+The decoder has no input feeding, so one call runs it over a whole target sequence (teacher forcing) and
+a call with T=1 advances it one step (search); both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ml.data.text import PAD
+from ml.models.attention import BilinearAttention
+
+State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H)
+
+
+class Encoded(NamedTuple):
+    memory: Tensor  # (B, S, H) encoder outputs, zero on padding
+    mask: Tensor  # (B, S) bool, True on real source positions
+    state: State  # decoder initial state, each (1, B, H)
+
+    def index_select(self, rows: Tensor) -> Encoded:
+        """The batch rows `rows` (N,) of everything, e.g. each sentence repeated once per beam."""
+        h, c = self.state
+        return Encoded(
+            memory=self.memory.index_select(0, rows),  # (N, S, H)
+            mask=self.mask.index_select(0, rows),  # (N, S)
+            state=(h.index_select(1, rows), c.index_select(1, rows)),  # (1, N, H) each
+        )
+
+    def repeat_interleave(self, times: int) -> Encoded:
+        """Each row repeated `times` times in a row: row b becomes rows b*times ... b*times+times-1."""
+        rows = torch.arange(self.memory.size(0), device=self.memory.device).repeat_interleave(times)  # (B*k,)
+        return self.index_select(rows)
+
+
+class Seq2Seq(nn.Module):
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        hidden_size: int = 128,
+        attention: bool = False,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if hidden_size < 2 or hidden_size % 2:
+            raise ValueError("hidden_size must be an even number >= 2 (the encoder splits it over 2 directions)")
+        self.src_vocab_size = src_vocab_size
+        self.tgt_vocab_size = tgt_vocab_size
+        self.hidden_size = hidden_size
+        self.use_attention = attention
+        self.dropout_p = dropout
+
+        self.src_embedding = nn.Embedding(src_vocab_size, hidden_size, padding_idx=PAD)
+        self.encoder = nn.LSTM(hidden_size, hidden_size // 2, batch_first=True, bidirectional=True)
+        self.tgt_embedding = nn.Embedding(tgt_vocab_size, hidden_size)
+        self.decoder = nn.LSTM(hidden_size, hidden_size, batch_first=True)
+        self.attention = BilinearAttention(hidden_size) if attention else None
+        self.out_bias = nn.Parameter(torch.zeros(tgt_vocab_size))
+        self.dropout = nn.Dropout(dropout)
+
+        # Small embeddings: the target one is also the output layer, so large values mean large logits.
+        nn.init.uniform_(self.src_embedding.weight, -0.1, 0.1)
+        nn.init.uniform_(self.tgt_embedding.weight, -0.1, 0.1)
+        with torch.no_grad():
+            self.src_embedding.weight[PAD].zero_()
+
+    @property
+    def output_weight(self) -> nn.Parameter:
+        """The output layer's weight: the target embedding itself (tied)."""
+        return self.tgt_embedding.weight
+
+    def hparams(self) -> dict[str, Any]:
+        """The constructor's arguments, to rebuild the model from a checkpoint."""
+        return {
+            "src_vocab_size": self.src_vocab_size,
+            "tgt_vocab_size": self.tgt_vocab_size,
+            "hidden_size": self.hidden_size,
+            "attention": self.use_attention,
+            "dropout": self.dropout_p,
+        }
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+        """src (B, S) int64 PAD-padded, src_lengths (B,) -> Encoded; results do not depend on padding."""
+        batch, steps = src.shape
+        lengths_cpu = src_lengths.detach().to("cpu", torch.int64)  # (B,)
+        emb = self.dropout(self.src_embedding(src))  # (B, S, H)
+        packed = pack_padded_sequence(emb, lengths_cpu, batch_first=True, enforce_sorted=False)
+        outputs, (h_n, c_n) = self.encoder(packed)  # h_n, c_n: (2, B, H/2) forward then backward
+        memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=steps)  # (B, S, H)
+        positions = torch.arange(steps, device=src.device)  # (S,)
+        mask = positions.unsqueeze(0) < src_lengths.to(src.device).unsqueeze(1)  # (B, S)
+        h = torch.cat([h_n[0], h_n[1]], dim=-1).unsqueeze(0)  # (1, B, H)
+        c = torch.cat([c_n[0], c_n[1]], dim=-1).unsqueeze(0)  # (1, B, H)
+        return Encoded(memory=memory, mask=mask, state=(h, c))
+
+    def decode(
+        self, tgt_in: Tensor, state: State, encoded: Encoded
+    ) -> tuple[Tensor, State, Tensor | None]:
+        """tgt_in (B, T) from state (1, B, H) x2 -> logits (B, T, V), new state, attention (B, T, S) or None."""
+        emb = self.dropout(self.tgt_embedding(tgt_in))  # (B, T, H)
+        out, new_state = self.decoder(emb, state)  # (B, T, H)
+        attn = None
+        if self.attention is not None:
+            out, attn = self.attention(out, encoded.memory, encoded.mask)  # (B, T, H), (B, T, S)
+        out = self.dropout(out)  # (B, T, H)
+        logits = F.linear(out, self.tgt_embedding.weight, self.out_bias)  # (B, T, V)
+        return logits, new_state, attn
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: src (B, S), src_lengths (B,), tgt_in (B, T) = SOS + target -> logits (B, T, V)."""
+        encoded = self.encode(src, src_lengths)
+        logits, _, _ = self.decode(tgt_in, encoded.state, encoded)  # (B, T, V)
+        return logits

@@ -1,0 +1,195 @@
+"""Seq2Seq and BilinearAttention: shapes, whole-sequence vs step-by-step decoding, padding, tied weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ml.data.text import PAD, PairSplits, load_pairs, pad_batch
+from ml.models.attention import BilinearAttention
+from ml.models.seq2seq import Seq2Seq
+
+
+@pytest.fixture(scope="module")
+def data(shared_data: Path) -> PairSplits:
+    return load_pairs("pairs:spa-eng", shared_data, limit=64)
+
+
+def make_batch(data: PairSplits, n: int = 6, offset: int = 0) -> tuple[torch.Tensor, ...]:
+    pairs = data.train[offset : offset + n]
+    src, src_len = pad_batch([data.src_vocab.encode(s) for s, _ in pairs])  # (B, S), (B,)
+    tgt_in, tgt_len = pad_batch([data.tgt_vocab.encode(t) for _, t in pairs], add_sos=True)  # (B, T)
+    return src, src_len, tgt_in, tgt_len
+
+
+def new_model(data: PairSplits, attention: bool, hidden: int = 32, seed: int = 0) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=hidden, attention=attention)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_shapes(data: PairSplits, attention: bool) -> None:
+    model = new_model(data, attention).eval()
+    src, src_len, tgt_in, _ = make_batch(data)
+    b, s = src.shape
+    enc = model.encode(src, src_len)
+    assert enc.memory.shape == (b, s, 32)
+    assert enc.mask.dtype == torch.bool and enc.mask.tolist() == (src != PAD).tolist()
+    assert enc.state[0].shape == (1, b, 32) and enc.state[1].shape == (1, b, 32)
+    logits, state, attn = model.decode(tgt_in, enc.state, enc)
+    assert logits.shape == (b, tgt_in.size(1), len(data.tgt_vocab))
+    assert state[0].shape == (1, b, 32)
+    assert (attn is None) == (not attention)
+    if attention:
+        assert attn.shape == (b, tgt_in.size(1), s)
+    assert torch.equal(model(src, src_len, tgt_in), logits)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_whole_sequence_equals_step_by_step(data: PairSplits, attention: bool) -> None:
+    model = new_model(data, attention).eval()
+    src, src_len, tgt_in, _ = make_batch(data, n=8)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        whole, whole_state, whole_attn = model.decode(tgt_in, enc.state, enc)
+        state, steps, attns = enc.state, [], []
+        for t in range(tgt_in.size(1)):
+            logits, state, attn = model.decode(tgt_in[:, t : t + 1], state, enc)  # (B, 1, V)
+            steps.append(logits)
+            attns.append(attn)
+    assert torch.allclose(whole, torch.cat(steps, dim=1), atol=1e-5)
+    assert torch.allclose(whole_state[0], state[0], atol=1e-5)
+    if attention:
+        assert torch.allclose(whole_attn, torch.cat(attns, dim=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_encode_does_not_depend_on_padding(data: PairSplits, attention: bool) -> None:
+    model = new_model(data, attention).eval()
+    pairs = sorted(data.train[:20], key=lambda p: len(p[0]))
+    short, long = pairs[0][0], pairs[-1][0]
+    assert len(short) < len(long)
+    alone_src, alone_len = pad_batch([data.src_vocab.encode(short)])
+    both_src, both_len = pad_batch([data.src_vocab.encode(long), data.src_vocab.encode(short)])
+    with torch.no_grad():
+        alone = model.encode(alone_src, alone_len)
+        both = model.encode(both_src, both_len)
+    n = len(short)
+    assert torch.allclose(both.memory[1, :n], alone.memory[0], atol=1e-6)
+    assert torch.all(both.memory[1, n:] == 0)
+    assert torch.allclose(both.state[0][:, 1], alone.state[0][:, 0], atol=1e-6)
+    assert torch.allclose(both.state[1][:, 1], alone.state[1][:, 0], atol=1e-6)
+
+
+def test_final_state_is_forward_and_backward_ends(data: PairSplits) -> None:
+    """h0 = [forward LSTM after the last real char ; backward LSTM after the first char]."""
+    model = new_model(data, attention=False).eval()
+    src, src_len, _, _ = make_batch(data, n=4)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+    half = 16
+    for b in range(4):
+        n = int(src_len[b])
+        assert torch.allclose(enc.state[0][0, b, :half], enc.memory[b, n - 1, :half], atol=1e-6)
+        assert torch.allclose(enc.state[0][0, b, half:], enc.memory[b, 0, half:], atol=1e-6)
+
+
+def test_attention_matches_a_loop_and_masks_padding() -> None:
+    torch.manual_seed(1)
+    att = BilinearAttention(8)
+    q = torch.randn(3, 4, 8)  # (B, T, H)
+    h = torch.randn(3, 5, 8)  # (B, S, H)
+    lengths = [5, 2, 3]
+    mask = torch.arange(5).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)  # (B, S)
+    out, p = att(q, h, mask)
+    assert out.shape == (3, 4, 8) and p.shape == (3, 4, 5)
+    assert torch.allclose(p.sum(-1), torch.ones(3, 4), atol=1e-6)
+    for b, n in enumerate(lengths):
+        assert torch.all(p[b, :, n:] == 0)
+        for t in range(4):
+            z = att.query.weight @ q[b, t]
+            scores = torch.stack([z @ h[b, i] for i in range(n)])
+            weights = torch.exp(scores - scores.max())
+            weights = weights / weights.sum()
+            context = sum(weights[i] * h[b, i] for i in range(n))
+            expected = torch.tanh(att.out.weight @ torch.cat([q[b, t], context]) + att.out.bias)
+            assert torch.allclose(p[b, t, :n], weights, atol=1e-5)
+            assert torch.allclose(out[b, t], expected, atol=1e-5)
+
+
+def test_model_attention_rows_sum_to_one_and_pad_is_zero(data: PairSplits) -> None:
+    model = new_model(data, attention=True).eval()
+    src, src_len, tgt_in, _ = make_batch(data, n=8)
+    assert len(set(src_len.tolist())) > 1  # some rows are padded
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        _, _, attn = model.decode(tgt_in, enc.state, enc)
+    assert torch.allclose(attn.sum(-1), torch.ones(attn.shape[:2]), atol=1e-5)
+    pad = ~enc.mask.unsqueeze(1).expand_as(attn)
+    assert torch.all(attn[pad] == 0)
+
+
+def test_output_layer_is_tied_to_target_embedding(data: PairSplits) -> None:
+    model = new_model(data, attention=False).eval()
+    assert model.output_weight is model.tgt_embedding.weight
+    vocab, src_vocab, h = len(data.tgt_vocab), len(data.src_vocab), 32
+    # parameter count with no separate output matrix: embeddings, bi-LSTM (H/2 each way), LSTM, output bias
+    encoder = 2 * (4 * (h // 2) * (h + h // 2) + 2 * 4 * (h // 2))
+    decoder = 4 * h * (h + h) + 2 * 4 * h
+    assert sum(p.numel() for p in model.parameters()) == src_vocab * h + encoder + vocab * h + decoder + vocab
+    # logits really come from the embedding: changing the row of a token that is not an input
+    # changes that token's logit column and nothing else
+    src, src_len, tgt_in, _ = make_batch(data, n=2)
+    row = next(i for i in range(4, vocab) if not (tgt_in == i).any())
+    with torch.no_grad():
+        before = model(src, src_len, tgt_in)
+        model.tgt_embedding.weight[row] += 1.0
+        after = model(src, src_len, tgt_in)
+    changed = (after - before).abs().amax(dim=(0, 1)) > 0  # (V,)
+    assert changed.nonzero().flatten().tolist() == [row]
+
+
+def test_gradients_reach_the_tied_weight_from_both_uses(data: PairSplits) -> None:
+    model = new_model(data, attention=True)
+    src, src_len, tgt_in, _ = make_batch(data, n=4)
+    logits = model(src, src_len, tgt_in)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_in.flatten(), ignore_index=PAD)
+    loss.backward()
+    grad = model.tgt_embedding.weight.grad
+    unused = [i for i in range(len(data.tgt_vocab)) if not (tgt_in == i).any()]
+    assert unused and grad[unused].abs().sum() > 0  # only the output layer can reach these rows
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_dropout_only_in_training(data: PairSplits) -> None:
+    model = new_model(data, attention=True)
+    src, src_len, tgt_in, _ = make_batch(data)
+    model.train()
+    assert not torch.equal(model(src, src_len, tgt_in), model(src, src_len, tgt_in))
+    model.eval()
+    assert torch.equal(model(src, src_len, tgt_in), model(src, src_len, tgt_in))
+
+
+def test_encoded_rows_can_be_repeated(data: PairSplits) -> None:
+    model = new_model(data, attention=True).eval()
+    src, src_len, _, _ = make_batch(data, n=3)
+    enc = model.encode(src, src_len)
+    rep = enc.repeat_interleave(4)
+    assert rep.memory.shape[0] == 12 and rep.state[0].shape == (1, 12, 32)
+    for i in range(12):
+        assert torch.equal(rep.memory[i], enc.memory[i // 4])
+        assert torch.equal(rep.mask[i], enc.mask[i // 4])
+        assert torch.equal(rep.state[1][0, i], enc.state[1][0, i // 4])
+    picked = enc.index_select(torch.tensor([2, 0]))
+    assert torch.equal(picked.memory[0], enc.memory[2]) and torch.equal(picked.state[0][0, 1], enc.state[0][0, 0])
+
+
+def test_hparams_rebuild_and_odd_hidden_size(data: PairSplits) -> None:
+    model = new_model(data, attention=True)
+    twin = Seq2Seq(**model.hparams())
+    twin.load_state_dict(model.state_dict())
+    assert twin.hparams() == model.hparams()
+    with pytest.raises(ValueError):
+        Seq2Seq(10, 10, hidden_size=33)
