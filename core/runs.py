@@ -1,0 +1,212 @@
+"""Run repository shared by api/ and worker/.
+
+Every function takes a Session. Functions that write commit before returning, so a claim or a
+heartbeat is visible to other processes at once; returned objects stay usable after the session
+closes (the session factory sets expire_on_commit=False).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from core.models import (
+    FINISHED_STATUSES,
+    MODEL_NAMES,
+    RUN_STATUSES,
+    Run,
+    UTCDateTime,
+    utcnow,
+)
+from core.results import (
+    _FRESH,
+    HIGHER_IS_BETTER,
+    add_artifact,
+    best_run,
+    epochs,
+    final_metrics,
+    promote,
+    promoted_run,
+    record_epoch,
+    record_final,
+)
+from ml.config import DEFAULTS
+
+# core.runs is the whole repository: the result functions live in core.results and are re-exported.
+__all__ = [
+    "HIGHER_IS_BETTER", "add_artifact", "best_run", "claim_run", "create_runs", "epochs", "final_metrics",
+    "find_by_idempotency_key", "finish_run", "get_run", "heartbeat", "is_cancel_requested", "list_runs",
+    "promote", "promoted_run", "record_epoch", "record_final", "request_cancel", "runs_by_status_counts",
+]
+
+
+def _reload(session: Session, run_id: str) -> Run | None:
+    return session.get(Run, run_id, populate_existing=True)
+
+
+def create_runs(
+    session: Session,
+    configs: list[dict[str, Any]],
+    model: str,
+    dataset: str,
+    sweep_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> list[Run]:
+    """Queue one run per config (a sweep when several); `epochs_total` comes from config["epochs"]."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if not configs:
+        raise ValueError("at least one configuration is needed")
+    now = utcnow()
+    runs = []
+    for i, config in enumerate(configs):
+        n_epochs = int(config.get("epochs") or DEFAULTS.get(model, {}).get("epochs", 1))
+        runs.append(Run(
+            id=uuid.uuid4().hex, model=model, dataset=dataset, config=dict(config), status="queued",
+            sweep_id=sweep_id, idempotency_key=idempotency_key, attempt=0, epochs_total=n_epochs,
+            cancel_requested=False, created_at=now + timedelta(microseconds=i),  # keeps sweep order
+        ))
+    session.add_all(runs)
+    session.commit()
+    return runs
+
+
+def find_by_idempotency_key(session: Session, key: str) -> list[Run]:
+    """The runs created with `key`, oldest first (empty if none)."""
+    stmt = select(Run).where(Run.idempotency_key == key).order_by(Run.created_at, Run.id)
+    return list(session.scalars(stmt, execution_options=_FRESH))
+
+
+def get_run(session: Session, run_id: str) -> Run | None:
+    """The run as stored now, or None."""
+    return _reload(session, run_id)
+
+
+def list_runs(
+    session: Session,
+    status: str | None = None,
+    model: str | None = None,
+    sweep_id: str | None = None,
+    limit: int = 100,
+) -> list[Run]:
+    """Runs, newest first, optionally filtered."""
+    stmt = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Run.status == status)
+    if model is not None:
+        stmt = stmt.where(Run.model == model)
+    if sweep_id is not None:
+        stmt = stmt.where(Run.sweep_id == sweep_id)
+    return list(session.scalars(stmt, execution_options=_FRESH))
+
+
+def claim_run(
+    session: Session,
+    run_id: str,
+    worker: str,
+    device: str,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> Run | None:
+    """Atomically take a run for training; None if it is finished, cancelled or leased by a live worker.
+
+    One UPDATE decides: a queued run, or a running one whose lease has expired (its worker died),
+    becomes running under `worker` with a fresh lease and attempt + 1.
+    """
+    now = now or utcnow()
+    stmt = (
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.cancel_requested.is_(False),
+            or_(Run.status == "queued", and_(Run.status == "running", Run.lease_expires_at < now)),
+        )
+        .values(
+            status="running", attempt=Run.attempt + 1, worker=worker, device=device,
+            started_at=func.coalesce(Run.started_at, literal(now, UTCDateTime())),
+            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    claimed = session.execute(stmt).rowcount == 1
+    session.commit()
+    return _reload(session, run_id) if claimed else None
+
+
+def heartbeat(
+    session: Session, run_id: str, worker: str, lease_seconds: float, *, now: datetime | None = None
+) -> bool:
+    """Extend `worker`'s lease; False if the run is no longer running under this worker."""
+    now = now or utcnow()
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+        .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    alive = session.execute(stmt).rowcount == 1
+    session.commit()
+    return alive
+
+
+def finish_run(
+    session: Session, run_id: str, status: str, error: str | None = None, *, worker: str | None = None
+) -> Run | None:
+    """Mark an unfinished run succeeded, failed or cancelled (a finished run is left as it is).
+
+    With `worker`, only a run still held by that worker is changed (a worker that lost its lease
+    cannot finish the run another worker took over). Returns the run as stored afterwards.
+    """
+    if status not in FINISHED_STATUSES:
+        raise ValueError(f"cannot finish a run as {status!r}; choose one of {', '.join(FINISHED_STATUSES)}")
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(("queued", "running")))
+        .where(Run.worker == worker if worker is not None else true())
+        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(stmt)
+    session.commit()
+    return _reload(session, run_id)
+
+
+def request_cancel(session: Session, run_id: str, *, now: datetime | None = None) -> Run | None:
+    """Cancel a run: queued (or running with a dead lease) → cancelled now; running → cancel_requested.
+
+    A finished run is returned unchanged; None if there is no such run.
+    """
+    now = now or utcnow()
+    at_once = (
+        update(Run)
+        .where(Run.id == run_id,
+               or_(Run.status == "queued", and_(Run.status == "running", Run.lease_expires_at < now)))
+        .values(status="cancelled", cancel_requested=True, finished_at=now, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(at_once).rowcount == 0:
+        session.execute(
+            update(Run).where(Run.id == run_id, Run.status == "running").values(cancel_requested=True)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    return _reload(session, run_id)
+
+
+def is_cancel_requested(session: Session, run_id: str) -> bool:
+    """True if training of `run_id` should stop (cancel requested, already cancelled, or run gone)."""
+    row = session.execute(select(Run.cancel_requested, Run.status).where(Run.id == run_id)).first()
+    return row is None or bool(row.cancel_requested) or row.status == "cancelled"
+
+
+def runs_by_status_counts(session: Session) -> dict[str, int]:
+    """How many runs are in each status (every status present, zero when none)."""
+    counts = dict.fromkeys(RUN_STATUSES, 0)
+    for status, count in session.execute(select(Run.status, func.count()).group_by(Run.status)):
+        counts[status] = count
+    return counts

@@ -1,0 +1,96 @@
+"""Service settings read from `INKWELL_*` environment variables (plus plain `PORT`)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# scheme (sqlite, sqlite+pysqlite, sqla+sqlite, db+sqlite, ...) :/// path [?query]
+_SQLITE_URL = re.compile(r"^(?P<scheme>[\w.+-]*sqlite[\w.+-]*):///(?P<path>[^?]*)(?P<query>\?.*)?$")
+
+
+def sqlite_path(url: str | None) -> Path | None:
+    """The database file of a SQLite URL (any scheme mentioning sqlite); None for other URLs or memory."""
+    if not url:
+        return None
+    match = _SQLITE_URL.match(url)
+    if match is None:
+        return None
+    path = match["path"]
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def absolute_sqlite_url(url: str | None) -> str | None:
+    """`url` with a relative SQLite file path made absolute against the current directory."""
+    path = sqlite_path(url)
+    if url is None or path is None or path.is_absolute():
+        return url
+    match = _SQLITE_URL.match(url)
+    assert match is not None  # sqlite_path matched it
+    return f"{match['scheme']}:///{(Path.cwd() / path).resolve()}{match['query'] or ''}"
+
+
+class Settings(BaseSettings):
+    """Everything api/ and worker/ read from the environment; relative paths resolve against the cwd."""
+
+    model_config = SettingsConfigDict(env_prefix="INKWELL_", extra="ignore", populate_by_name=True)
+
+    database_url: str = "sqlite:///./var/inkwell.db"
+    broker_url: str = "sqla+sqlite:///./var/broker.db"
+    result_backend: str | None = None  # None: results live in the database, no Celery backend needed
+    artifacts_dir: Path = Path("./var/artifacts")
+    data_dir: Path = Path("./data")
+    api_key: str | None = None
+    max_upload_bytes: int = Field(5_000_000, gt=0)
+    max_image_pixels: int = Field(25_000_000, gt=0)
+    train_queue: str = "gpu"
+    heartbeat_seconds: float = Field(10, gt=0)
+    lease_seconds: float = Field(60, gt=0)
+    model_cache_size: int = Field(4, ge=1)
+    port: int = Field(8000, gt=0, lt=65536, validation_alias=AliasChoices("INKWELL_PORT", "PORT"))
+
+    @field_validator("database_url", "broker_url", "result_backend")
+    @classmethod
+    def _absolute_sqlite(cls, value: str | None) -> str | None:
+        return absolute_sqlite_url(value)
+
+    @field_validator("artifacts_dir", "data_dir")
+    @classmethod
+    def _absolute_dir(cls, value: Path) -> Path:
+        return (Path.cwd() / value.expanduser()).resolve()
+
+    @field_validator("api_key", "result_backend", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+def ensure_dirs(settings: Settings) -> None:
+    """Create the artifacts folder and the parent folders of any SQLite database files."""
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    for url in (settings.database_url, settings.broker_url, settings.result_backend):
+        ensure_sqlite_parent(url)
+
+
+def ensure_sqlite_parent(url: str | None) -> None:
+    """Create the folder a SQLite URL's file lives in (nothing for other URLs)."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once; `reset_settings()` forgets them (tests)."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next `get_settings()` reads the environment again."""
+    get_settings.cache_clear()
