@@ -31,20 +31,21 @@ def _new_figure(width: float = 6.4, height: float = 4.0, dpi: int = 100) -> Figu
     return fig
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def _empty_png(title: str, message: str = EMPTY_MESSAGE) -> bytes:
+def _empty_figure(title: str, message: str = EMPTY_MESSAGE) -> Figure:
     fig = _new_figure()
     ax = fig.add_subplot()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=14, color="0.4", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _png(fig)
+    return fig
 
 
 def _series(history: History, key: str) -> tuple[list[float], list[float]]:
@@ -78,38 +79,38 @@ def _style(ax: Axes, ylabel: str, title: str) -> None:
     ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-def loss_curve_png(history: History, title: str = "training loss") -> bytes:
-    """PNG of the training loss per epoch (a "no epochs yet" PNG when the history is empty)."""
+def loss_curve_figure(history: History, title: str = "training loss") -> Figure:
+    """The training loss per epoch (a "no epochs yet" figure when the history is empty)."""
     xs, ys = _series(history, "train_loss")
     if not xs:
-        return _empty_png(title)
+        return _empty_figure(title)
     fig = _new_figure()
     ax = fig.add_subplot()
     _draw(ax, xs, ys)
     _style(ax, "training loss", title)
-    return _png(fig)
+    return fig
 
 
-def validation_curve_png(history: History, metric: str, title: str | None = None) -> bytes:
-    """PNG of the validation metric ("accuracy" or "error_rate") per epoch."""
+def validation_curve_figure(history: History, metric: str, title: str | None = None) -> Figure:
+    """The validation metric ("accuracy" or "error_rate") per epoch."""
     key, label = _metric(metric)
     title = title or label
     xs, ys = _series(history, key)
     if not xs:
-        return _empty_png(title)
+        return _empty_figure(title)
     fig = _new_figure()
     ax = fig.add_subplot()
     _draw(ax, xs, ys, color="tab:orange")
     _style(ax, label, title)
-    return _png(fig)
+    return fig
 
 
-def sweep_png(runs: Mapping[str, History], metric: str, title: str | None = None) -> bytes:
+def sweep_figure(runs: Mapping[str, History], metric: str, title: str | None = None) -> Figure:
     """Two panels (training loss, validation metric) with one coloured curve per run label."""
     key, label = _metric(metric)
     title = title or f"sweep: training loss and {label}"
     if not any(_series(h, "train_loss")[0] or _series(h, key)[0] for h in runs.values()):
-        return _empty_png(title)
+        return _empty_figure(title)
     fig = _new_figure(width=11.0, height=4.4)
     loss_ax, metric_ax = fig.subplots(1, 2)
     for i, (run_label, history) in enumerate(runs.items()):
@@ -121,4 +122,19 @@ def sweep_png(runs: Mapping[str, History], metric: str, title: str | None = None
     metric_ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def loss_curve_png(history: History, title: str = "training loss") -> bytes:
+    """PNG of the training loss per epoch (a PNG saying "no epochs yet" when the history is empty)."""
+    return figure_png(loss_curve_figure(history, title))
+
+
+def validation_curve_png(history: History, metric: str, title: str | None = None) -> bytes:
+    """PNG of the validation metric per epoch: "accuracy" -> val_accuracy, "error_rate" -> val_error_rate."""
+    return figure_png(validation_curve_figure(history, metric, title))
+
+
+def sweep_png(runs: Mapping[str, History], metric: str, title: str | None = None) -> bytes:
+    """PNG of several runs overlaid (one colour per label): training loss and validation metric panels."""
+    return figure_png(sweep_figure(runs, metric, title))

@@ -58,9 +58,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     actual = len(data) - header
     if actual != expected:
-        raise DataError(
-            f"IDX file {name} holds {actual} data bytes but its header {list(dims)} needs {expected}"
-        )
+        raise DataError(f"IDX file {name} holds {actual} data bytes but its header {list(dims)} needs {expected}")
     values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return values.astype(dtype.newbyteorder("="), copy=True)
 

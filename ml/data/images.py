@@ -192,9 +192,7 @@ def _class_names(folder: Path, sets: list[ImageSet]) -> list[str]:
         lines = classes_file.read_text(encoding="utf-8").splitlines()
         names = [line.strip() for line in lines if line.strip()]
         if len(names) < n_classes:
-            raise DataError(
-                f"{classes_file} names {len(names)} classes but the labels go up to {n_classes - 1}"
-            )
+            raise DataError(f"{classes_file} names {len(names)} classes but the labels go up to {n_classes - 1}")
         return names
     return [str(i) for i in range(n_classes)]
 
@@ -208,9 +206,7 @@ def _load_idx_folder(path_text: str, root: Path, seed: int) -> ImageSplits:
     if not pairs:
         raise DataError(f"idx:{path_text}: no *-images-idx3-ubyte[.gz] files in {folder}")
     if len(pairs) > 2:
-        raise DataError(
-            f"idx:{path_text}: expected one or two image/label pairs in {folder}, found {sorted(pairs)}"
-        )
+        raise DataError(f"idx:{path_text}: expected one or two image/label pairs in {folder}, found {sorted(pairs)}")
     sets = {
         prefix: to_image_set(read_idx(img), read_idx(lab), f"{img.name} / {lab.name}")
         for prefix, (img, lab) in pairs.items()

@@ -90,9 +90,7 @@ def test_idx_missing_file(tmp_path: Path) -> None:
         read_idx(tmp_path / "nope-idx1-ubyte")
 
 
-def test_idx_real_mnist8k(
-    shared_data: Path, tmp_path: Path, mnist_arrays: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_idx_real_mnist8k(shared_data: Path, tmp_path: Path, mnist_arrays: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = mnist_arrays
     assert images.shape == (8000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (8000,) and labels.dtype == np.uint8
