@@ -191,3 +191,10 @@ def test_self_attention_accepts_integer_input() -> None:
     p, out = self_attention_1x1(torch.tensor([[1, 0], [2, 1]]))
     p_ref, out_ref = _attention_loop([1.0, 0.0, 2.0, 1.0])
     assert torch.allclose(p, torch.tensor(p_ref)) and torch.allclose(out.reshape(-1), torch.tensor(out_ref))
+
+
+def test_parameter_count_formula_matches_the_projects_cnn():
+    from ml.models.cnn import CNN
+
+    for n_classes in (10, 47):
+        assert cnn_param_count(n_classes)["total"] == sum(p.numel() for p in CNN(n_classes).parameters())
