@@ -13,6 +13,10 @@ class InputError(MLError):
     """A user's input (image, pixels, text) cannot be used."""
 
 
+class NotAnImage(InputError):
+    """Uploaded bytes are not an image that can be decoded."""
+
+
 class InputTooLarge(InputError):
     """An image has more pixels than allowed."""
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ml.errors import InputError, InputTooLarge
+from ml.errors import InputError, InputTooLarge, NotAnImage
 
 SIZE = 28  # output side
 BOX = 20  # longer side of the ink's bounding box after scaling
@@ -27,18 +27,18 @@ _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open and decode the image, refusing oversized ones from the header alone."""
     if not data:
-        raise InputError("not an image: the upload is empty")
+        raise NotAnImage("not an image: the upload is empty")
     try:
         im = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputTooLarge(f"image is too large to open safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"not an image PIL can read ({type(exc).__name__})") from None
+        raise NotAnImage(f"not an image PIL can read ({type(exc).__name__})") from None
     width, height = im.size
     if width * height > max_pixels:
         raise InputTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width < 1 or height < 1:
-        raise InputError("not an image: it has no pixels")
+        raise NotAnImage("not an image: it has no pixels")
     try:
         im.draft(None, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at a reduced scale when it is large
         im.load()
@@ -46,7 +46,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputTooLarge(f"image is too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
-        raise InputError(f"not an image: its pixel data cannot be decoded ({type(exc).__name__})") from None
+        raise NotAnImage(f"not an image: its pixel data cannot be decoded ({type(exc).__name__})") from None
     return im
 
 
