@@ -13,6 +13,11 @@ from core.settings import Settings, ensure_dirs, get_settings
 TRAIN_TASK = "inkwell.train_run"
 
 
+def _is_sqla(url: str) -> bool:
+    """True for the SQLAlchemy-backed kombu transport (`sqla+...`, `sqlalchemy+...`)."""
+    return url.startswith(("sqla+", "sqlalchemy+"))
+
+
 def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app on `settings.broker_url`: late acks, requeue on worker loss, one task at a time."""
     s = settings or get_settings()
@@ -29,7 +34,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 12 * 3600},
+        # Redis: redeliver an unacked message only after 12 h (the reaper requeues dead runs sooner). The
+        # SQLAlchemy transport passes its options to create_engine, which rejects this key.
+        broker_transport_options={} if _is_sqla(s.broker_url) else {"visibility_timeout": 12 * 3600},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
