@@ -175,9 +175,7 @@ def load_pairs(
     )
 
 
-def pad_batch(
-    seqs: Sequence[Sequence[int]], add_sos: bool = False, add_eos: bool = False
-) -> tuple[Tensor, Tensor]:
+def pad_batch(seqs: Sequence[Sequence[int]], add_sos: bool = False, add_eos: bool = False) -> tuple[Tensor, Tensor]:
     """PAD-padded ids (B, T) int64 and lengths (B,) int64, optionally with SOS before / EOS after each."""
     if len(seqs) == 0:
         raise ValueError("pad_batch needs at least one sequence")

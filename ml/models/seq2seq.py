@@ -100,9 +100,7 @@ class Seq2Seq(nn.Module):
         c = torch.cat([c_n[0], c_n[1]], dim=-1).unsqueeze(0)  # (1, B, H)
         return Encoded(memory=memory, mask=mask, state=(h, c))
 
-    def decode(
-        self, tgt_in: Tensor, state: State, encoded: Encoded
-    ) -> tuple[Tensor, State, Tensor | None]:
+    def decode(self, tgt_in: Tensor, state: State, encoded: Encoded) -> tuple[Tensor, State, Tensor | None]:
         """tgt_in (B, T) from state (1, B, H) x2 -> logits (B, T, V), new state, attention (B, T, S) or None."""
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (B, T, H)
         out, new_state = self.decoder(emb, state)  # (B, T, H)
