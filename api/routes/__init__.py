@@ -1,0 +1,1 @@
+"""HTTP routes, one module per area; api.main includes each module's `router`."""

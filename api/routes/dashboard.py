@@ -1,0 +1,5 @@
+"""Placeholder for the dashboard routes (written by another engineer)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
