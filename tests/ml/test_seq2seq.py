@@ -9,7 +9,7 @@ import torch
 
 from ml.data.text import PAD, PairSplits, load_pairs, pad_batch
 from ml.models.attention import BilinearAttention
-from ml.models.seq2seq import Seq2Seq
+from ml.models.seq2seq import MaskDropout, Seq2Seq
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,16 @@ def test_hparams_rebuild_and_odd_hidden_size(data: PairSplits) -> None:
     assert twin.hparams() == model.hparams()
     with pytest.raises(ValueError):
         Seq2Seq(10, 10, hidden_size=33)
+
+
+def test_mask_dropout_drops_p_and_keeps_the_mean() -> None:
+    torch.manual_seed(0)
+    drop = MaskDropout(0.3)
+    x = torch.ones(200, 500)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert abs(y.mean().item() - 1.0) < 0.02
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ValueError):
+        MaskDropout(1.0)
