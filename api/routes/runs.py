@@ -259,13 +259,15 @@ def _sse(event: str, data: dict[str, Any], event_id: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _status_data(found: Run, epochs_done: int, finals: dict[str, float | None]) -> dict[str, Any]:
+def _status_event(found: Run, rows: list[EpochMetric], finals: dict[str, float | None], last_epoch: int,
+                  ) -> str:
     name = test_metric_name(found.model)
-    return {
+    data = {
         "run_id": found.id, "status": found.status, "attempt": found.attempt, "error": found.error,
-        "cancel_requested": bool(found.cancel_requested), "epochs_done": epochs_done,
+        "cancel_requested": bool(found.cancel_requested), "epochs_done": rows[-1].epoch if rows else 0,
         "epochs_total": found.epochs_total, "test_metric_name": name, "test_metric": finals.get(name),
     }
+    return _sse("status", data, f"{last_epoch}-{found.status}")
 
 
 def _snapshot(factory: sessionmaker[Session], run_id: str) -> tuple[Run, list[EpochMetric], dict] | None:
@@ -293,6 +295,9 @@ async def run_events(
             return  # the run was deleted
         found, rows, finals = snap
         chunks = []
+        if found.status != last_status and not found.finished:  # "running" comes before its epochs
+            last_status = found.status
+            chunks.append(_status_event(found, rows, finals, last_epoch))
         for row in rows:
             values = (row.train_loss, row.val_metric, row.seconds)
             if row.epoch <= after_epoch or sent.get(row.epoch) == values:
@@ -302,11 +307,9 @@ async def run_events(
             data = {"run_id": run_id, **epoch_out(found.model, row).model_dump(),
                     "epochs_total": found.epochs_total}
             chunks.append(_sse("epoch", data, f"{last_epoch}-{last_status or 'none'}"))
-        if found.status != last_status:
+        if found.status != last_status:  # a finished status comes after the last epoch
             last_status = found.status
-            epochs_done = rows[-1].epoch if rows else 0
-            data = _status_data(found, epochs_done, finals)
-            chunks.append(_sse("status", data, f"{last_epoch}-{last_status}"))
+            chunks.append(_status_event(found, rows, finals, last_epoch))
         if chunks:
             yield "".join(chunks)
             quiet_since = time.monotonic()
