@@ -1,0 +1,108 @@
+"""Crash recovery that does not depend on the broker redelivering anything.
+
+A worker killed mid-run leaves its run `running` with a lease nobody renews. Every worker runs a
+reaper thread that flips such runs back to `queued` (one UPDATE guarded by the expired lease, so only
+one reaper wins) and sends the training task again; the next claim resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from celery import Celery
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import Run, utcnow
+from core.queue import enqueue_training
+from core.settings import Settings
+
+log = logging.getLogger("inkwell.worker.reaper")
+
+
+def reap_interval(lease_seconds: float) -> float:
+    """Seconds between two reaper passes: half a lease, at least one second."""
+    return max(1.0, float(lease_seconds) / 2)
+
+
+def expired_runs(session: Session, now: datetime) -> list[tuple[str, str | None, int]]:
+    """(id, worker, attempt) of the runs still `running` whose lease ended before `now`."""
+    stmt = select(Run.id, Run.worker, Run.attempt).where(Run.status == "running", Run.lease_expires_at < now)
+    return [(row.id, row.worker, row.attempt) for row in session.execute(stmt)]
+
+
+def requeue_if_expired(session: Session, run_id: str, now: datetime) -> bool:
+    """Flip one run from running with an expired lease back to queued (not committed); True if this
+    call did it. The worker is cleared so the dead holder can no longer finish it."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status == "running", Run.lease_expires_at < now)
+        .values(status="queued", worker=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def reap_once(session: Session, app: Celery, settings: Settings, *, now: datetime | None = None) -> list[str]:
+    """Requeue every run whose lease expired and send its training task again; returns their ids.
+
+    Each run is flipped, its task sent, then committed: if sending fails the flip is rolled back and
+    the next pass tries again, so a run is never left queued without a message.
+    """
+    now = now or utcnow()
+    candidates = expired_runs(session, now)
+    session.commit()
+    requeued = []
+    for run_id, worker, attempt in candidates:
+        try:
+            if not requeue_if_expired(session, run_id, now):
+                session.rollback()  # another reaper (or a claim) got there first
+                continue
+            task_id = enqueue_training(app, run_id, settings)
+            session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id)
+                            .execution_options(synchronize_session=False))
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("reaper: could not requeue run %s", run_id)
+            continue
+        requeued.append(run_id)
+        log.info("reaper: run %s lost its worker %s during attempt %d; requeued as task %s", run_id, worker,
+                 attempt, task_id)
+    return requeued
+
+
+class Reaper:
+    """A daemon thread calling `reap_once` every `interval` seconds (first pass at once)."""
+
+    def __init__(self, app: Celery, settings: Settings, factory: sessionmaker[Session],
+                 interval: float | None = None) -> None:
+        self.app, self.settings, self.factory = app, settings, factory
+        self.interval = interval if interval is not None else reap_interval(settings.lease_seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="inkwell-reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _loop(self) -> None:
+        with self.factory() as session:
+            while not self._stop.is_set():
+                try:
+                    reap_once(session, self.app, self.settings)
+                except Exception:  # e.g. the database is down: try again next pass
+                    session.rollback()
+                    log.exception("reaper: pass failed")
+                self._stop.wait(self.interval)

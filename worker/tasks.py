@@ -1,0 +1,258 @@
+"""The training task: claim a run, keep its lease, train it with `ml.training.fit`, record everything.
+
+`train_run` is plain Python (worker/app.py registers it with Celery). It never raises for a problem
+of the run itself: a deterministic failure marks the run failed instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import get_sessionmaker
+from core.models import Run
+from core.runs import (
+    add_artifact,
+    claim_run,
+    epochs,
+    finish_run,
+    is_cancel_requested,
+    record_epoch,
+    record_final,
+)
+from core.settings import Settings, get_settings
+from core.storage import ArtifactStore
+from ml.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ml.config import TrainConfig
+from ml.data.specs import IMAGE_NAMES, spec_for_name
+from ml.errors import Cancelled, DataError
+from ml.plots import loss_curve_png, validation_curve_png
+from ml.training import EpochResult, pick_device
+from ml.training import fit as fit_model
+from worker.lease import LeaseKeeper
+
+log = logging.getLogger("inkwell.worker")
+
+MAX_ERROR_CHARS = 500
+CANCEL_POLL_SECONDS = 1.0  # is_cancel_requested is asked at most this often
+DEVICE_ENV = "INKWELL_DEVICE"  # e.g. "cpu" or "cuda:1"; unset: the first GPU if there is one
+
+
+def describe_device(requested: str | None = None) -> str:
+    """What `fit` will train on, for runs.device: "cuda:0 (NVIDIA H100 ...)" or "cpu"."""
+    dev = pick_device(requested)
+    label = str(dev)
+    if dev.type == "cuda":
+        try:
+            index = dev.index if dev.index is not None else torch.cuda.current_device()
+            label = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        except Exception:  # no usable GPU: fit reports the real problem
+            pass
+    return label[:64]
+
+
+def error_line(exc: BaseException) -> str:
+    """`ExcType: message` on one line, at most MAX_ERROR_CHARS characters."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def resolve_config(run: Run, data_dir: Path) -> TrainConfig:
+    """The run's TrainConfig with its dataset *name* resolved to a spec inside `data_dir`."""
+    values = dict(run.config or {})
+    name = str(values.get("data") or run.dataset)
+    spec = spec_for_name(name, Path(data_dir))
+    if spec is None:
+        raise DataError(
+            f"unknown dataset {name!r}: not one of {', '.join(IMAGE_NAMES)} and no folder of IDX images "
+            "or text pairs by that name in the data directory"
+        )
+    values.update(model=run.model, data=spec)
+    return TrainConfig.from_dict(values)
+
+
+def _without_epochs(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "epochs"}
+
+
+def sync_epochs(session: Session, run_id: str, history: Iterable[Mapping[str, Any]]) -> list[int]:
+    """Record the epochs of `history` (EpochResult dicts) that have no row yet; returns those epochs.
+
+    Rows already there are left untouched (their created_at stays the time they were first written).
+    """
+    have = {row.epoch for row in epochs(session, run_id)}
+    added = []
+    for item in history:
+        epoch = int(item["epoch"])
+        if epoch not in have:
+            record_epoch(session, run_id, epoch, item["train_loss"], item["val_metric"], item["seconds"])
+            added.append(epoch)
+    return added
+
+
+def backfill_from_checkpoint(session: Session, run_id: str, checkpoint: Path, config: TrainConfig) -> int:
+    """Before resuming: record epochs the checkpoint holds but the database lacks (a crash between the
+    checkpoint write and its metrics row). Returns the checkpoint's epoch (0 without a usable one)."""
+    if not checkpoint.exists():
+        return 0
+    saved = load_checkpoint(checkpoint, map_location="cpu")
+    if _without_epochs(saved.get("config", {})) != _without_epochs(config.to_dict()):
+        return 0  # fit refuses it with a clear error
+    added = sync_epochs(session, run_id, saved.get("history", []))
+    if added:
+        log.info("run %s: recorded epochs %s from the checkpoint", run_id, added)
+    return int(saved.get("epoch", 0))
+
+
+class StopCheck:
+    """`should_cancel` for fit: true at once when the lease is lost, or when a cancel was requested
+    (the database is asked at most once per `poll_seconds`)."""
+
+    def __init__(
+        self,
+        session: Session,
+        run_id: str,
+        lease: LeaseKeeper,
+        poll_seconds: float = CANCEL_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session, self.run_id, self.lease = session, run_id, lease
+        self.poll_seconds, self.clock = poll_seconds, clock
+        self._last = float("-inf")
+        self._cancel = False
+
+    def __call__(self) -> bool:
+        if self.lease.lost:
+            return True
+        now = self.clock()
+        if now - self._last >= self.poll_seconds:
+            self._last = now
+            try:
+                self._cancel = is_cancel_requested(self.session, self.run_id)
+                self.session.commit()  # end the read so the next one sees fresh data
+            except Exception as exc:
+                self.session.rollback()
+                log.warning("run %s: cancel check failed (%s)", self.run_id, error_line(exc))
+        return self._cancel
+
+
+def train_run(
+    run_id: str,
+    worker: str,
+    *,
+    settings: Settings | None = None,
+    factory: sessionmaker[Session] | None = None,
+) -> str:
+    """Train one run if this worker can claim it; returns what happened.
+
+    "skipped" (finished, cancelled or held by a live worker: the message is just acknowledged),
+    "succeeded", "failed", "cancelled", or "lease-lost" (another worker owns the run now; its status
+    is left alone).
+    """
+    s = settings or get_settings()
+    factory = factory or get_sessionmaker()
+    requested = os.environ.get(DEVICE_ENV) or None
+    with factory() as session:
+        run = claim_run(session, run_id, worker=worker, device=describe_device(requested),
+                        lease_seconds=s.lease_seconds)
+        if run is None:
+            log.info("run %s not claimed (finished, cancelled or held by a live worker); message dropped",
+                     run_id)
+            return "skipped"
+        lease = LeaseKeeper(factory, run_id, worker, s.lease_seconds, s.heartbeat_seconds).start()
+        try:
+            return _train_claimed(session, run, worker, s, lease, requested)
+        finally:
+            lease.stop()
+
+
+def _train_claimed(
+    session: Session, run: Run, worker: str, s: Settings, lease: LeaseKeeper, requested: str | None
+) -> str:
+    run_id, total = run.id, run.epochs_total
+    started = time.monotonic()
+
+    def on_epoch(result: EpochResult) -> None:
+        if lease.lost:
+            return
+        try:
+            record_epoch(session, run_id, result.epoch, result.train_loss, result.val_metric, result.seconds)
+        except Exception as exc:  # written again from the history when the run ends
+            session.rollback()
+            log.warning("run %s: could not record epoch %d (%s)", run_id, result.epoch, error_line(exc))
+        log.info("run %s epoch %d/%d: train_loss %.4f, val_%s %.4f (%.1f s)", run_id, result.epoch, total,
+                 result.train_loss, result.metric, result.val_metric, result.seconds)
+
+    def lease_lost() -> str:
+        log.warning("run %s: lease lost; stopped without changing its status (another worker owns it)",
+                    run_id)
+        return "lease-lost"
+
+    try:
+        store = ArtifactStore(s.artifacts_dir)
+        config = resolve_config(run, s.data_dir)
+        out_dir = store.run_dir(run_id)
+        done = backfill_from_checkpoint(session, run_id, out_dir / CHECKPOINT_NAME, config)
+        log.info("run %s claimed by %s on %s: attempt %d, %s on %s, %d epochs, %s", run_id, worker,
+                 run.device, run.attempt, run.model, run.dataset, config.epochs,
+                 f"resuming after epoch {done}" if done else "starting at epoch 1")
+        result = fit_model(config, data_dir=s.data_dir, out_dir=out_dir, resume=True, on_epoch=on_epoch,
+                           should_cancel=StopCheck(session, run_id, lease), device=requested)
+        if lease.lost:
+            return lease_lost()
+        history = [{"epoch": h.epoch, "train_loss": h.train_loss, "val_metric": h.val_metric,
+                    "seconds": h.seconds} for h in result.history]
+        sync_epochs(session, run_id, history)
+        final_name = f"test_{result.metric}"
+        record_final(session, run_id, final_name, result.test_metric)
+        _write_artifacts(session, store, run_id, result.checkpoint, [h.as_json() for h in result.history],
+                         result.metric)
+        finished = finish_run(session, run_id, "succeeded", worker=worker)
+        log.info("run %s finished: %s, %s %.4f, %d epochs in %.1f s", run_id,
+                 finished.status if finished else "gone", final_name, result.test_metric, len(history),
+                 time.monotonic() - started)
+        return finished.status if finished else "succeeded"
+    except Cancelled:
+        if lease.lost:
+            return lease_lost()
+        _finish_quietly(session, run_id, "cancelled", None, worker)
+        log.info("run %s finished: cancelled after %.1f s", run_id, time.monotonic() - started)
+        return "cancelled"
+    except Exception as exc:
+        if lease.lost:
+            return lease_lost()
+        message = error_line(exc)
+        log.exception("run %s failed: %s", run_id, message)
+        session.rollback()
+        _finish_quietly(session, run_id, "failed", message, worker)
+        log.info("run %s finished: failed (%s)", run_id, message)
+        return "failed"
+
+
+def _finish_quietly(session: Session, run_id: str, status: str, error: str | None, worker: str) -> None:
+    """finish_run, logging instead of raising: if the database is down the lease runs out and the
+    reaper requeues the run."""
+    try:
+        finish_run(session, run_id, status, error, worker=worker)
+    except Exception as exc:
+        session.rollback()
+        log.error("run %s: could not mark it %s (%s)", run_id, status, error_line(exc))
+
+
+def _write_artifacts(session: Session, store: ArtifactStore, run_id: str, checkpoint: Path,
+                     history: list[dict[str, Any]], metric: str) -> None:
+    """Write the loss and validation plots and register them and the checkpoint."""
+    loss = store.plot_path(run_id, "loss.png")
+    loss.write_bytes(loss_curve_png(history))
+    validation = store.plot_path(run_id, "validation.png")
+    validation.write_bytes(validation_curve_png(history, metric))
+    for kind, path in (("checkpoint", Path(checkpoint)), ("plot", loss), ("plot", validation)):
+        add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size)
