@@ -1,0 +1,242 @@
+"""Reading an image request (multipart upload, raw image body or pixels JSON) within the size limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from ml.errors import NotAnImage
+from ml.imageprep import image_bytes_to_tensor, pixels_to_tensor
+
+CHUNK = 64 * 1024
+# Room for the multipart framing and the small form fields around the file itself.
+FORM_OVERHEAD = 64 * 1024
+MAX_FORM_FIELDS = 16
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+# For the OpenAPI page: the bodies /predict and /activation-maps accept.
+IMAGE_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG, JPEG, ... any size",
+                        },
+                        "run_id": {"type": "string"},
+                        "top_k": {"type": "integer"},
+                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
+                        "format": {"type": "string", "enum": ["png", "json"]},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["pixels"],
+                    "properties": {
+                        "pixels": {
+                            "type": "array",
+                            "description": "28 rows of 28 numbers, 0..1 or 0..255, bright ink on black",
+                            "items": {"type": "array", "items": {"type": "number"}},
+                        },
+                        "run_id": {"type": "string"},
+                        "top_k": {"type": "integer"},
+                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
+                        "format": {"type": "string", "enum": ["png", "json"]},
+                    },
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        413, detail=f"upload is larger than the limit of {limit} bytes (INKWELL_MAX_UPLOAD_BYTES)"
+    )
+
+
+def invalid(name: str, message: str) -> HTTPException:
+    return HTTPException(422, detail=f"{name}: {message}")
+
+
+@dataclass
+class ImageRequest:
+    """An image request as read from the wire: image bytes or a pixel grid, plus its other fields."""
+
+    data: bytes | None = None  # an uploaded image file
+    pixels: Any = None  # a JSON pixel grid
+    fields: dict[str, Any] = field(default_factory=dict)  # run_id, top_k, ... from the body
+
+    def tensor(self, max_pixels: int) -> torch.Tensor:
+        """The image the model sees, (1, 28, 28) in [0, 1); 415 for bytes that are not an image.
+
+        Too many pixels raise ml InputTooLarge (413) and bad pixel grids ml InputError (422).
+        """
+        if self.data is not None:
+            try:
+                return image_bytes_to_tensor(self.data, max_pixels=max_pixels)
+            except NotAnImage as exc:
+                raise HTTPException(415, detail=str(exc)) from None
+        return pixels_to_tensor(self.pixels)
+
+    def option(self, name: str, query: Any = None) -> Any:
+        """A field from the body, else the query value given."""
+        value = self.fields.get(name)
+        return query if value is None else value
+
+
+def _counting(request: Request, limit: int, max_upload_bytes: int) -> Request:
+    """The same request, reading a body that fails with 413 once it passes `limit` bytes."""
+    receive = request.receive
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large(max_upload_bytes)
+        return message
+
+    return Request(request.scope, counted)
+
+
+async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    """The file's bytes, read in chunks; 413 as soon as it passes `limit`."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := await upload.read(CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _read_body(request: Request) -> bytes:
+    parts = [chunk async for chunk in request.stream()]
+    return b"".join(parts)
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise HTTPException(422, detail="the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise HTTPException(422, detail='the JSON body must be an object like {"pixels": [[...], ...]}')
+    if "pixels" not in value:
+        raise HTTPException(422, detail='the JSON body needs "pixels": 28 rows of 28 numbers')
+    return value
+
+
+async def read_image_request(request: Request, max_upload_bytes: int) -> ImageRequest:
+    """Read a multipart upload (`file` + fields), a raw `image/*` body or JSON `{"pixels": ...}`.
+
+    The declared Content-Length is checked first, then the bytes actually received are counted,
+    so an oversized body is refused (413) without reading all of it.
+    """
+    allowed = max_upload_bytes + FORM_OVERHEAD
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > allowed:
+        raise too_large(max_upload_bytes)
+    counted = _counting(request, allowed, max_upload_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    if content_type == "multipart/form-data":
+        async with counted.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, detail="file: send the image as a multipart file field named 'file'")
+            data = await _read_upload(upload, max_upload_bytes)
+            fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        return ImageRequest(data=data, fields=fields)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        body = await _read_body(counted)
+        if len(body) > max_upload_bytes:
+            raise too_large(max_upload_bytes)
+        value = _parse_json(body)
+        return ImageRequest(pixels=value.pop("pixels"), fields=value)
+    if content_type.startswith("image/"):
+        body = await _read_body(counted)
+        if len(body) > max_upload_bytes:
+            raise too_large(max_upload_bytes)
+        return ImageRequest(data=body)
+    raise HTTPException(
+        415,
+        detail="send the image as multipart/form-data with a 'file' field, as an image/* body, "
+        'or JSON {"pixels": 28x28 numbers}',
+    )
+
+
+def int_option(value: Any, name: str, default: int, low: int, high: int) -> int:
+    """`value` (a number or its text) as an int in [low, high]; 422 otherwise."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise invalid(name, f"must be an integer from {low} to {high}")
+    try:
+        number = int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise invalid(name, f"must be an integer from {low} to {high}")
+    return number
+
+
+def bool_option(value: Any, name: str, default: bool = False) -> bool:
+    """`value` (a bool or true/false/1/0/yes/no text) as a bool; 422 otherwise."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise invalid(name, "must be true or false")
+
+
+def choice_option(value: Any, name: str, choices: tuple[str, ...], default: str) -> str:
+    """`value` if it is one of `choices` (default when missing); 422 otherwise."""
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value not in choices:
+        raise invalid(name, f"must be one of {', '.join(choices)} (got {str(value)[:40]!r})")
+    return value
+
+
+def str_option(value: Any, name: str) -> str | None:
+    """`value` as a non-empty string, None when missing; 422 for other types."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid(name, "must be a string")
+    return value
+
+
+def known_fields(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """422 when the body holds a field this endpoint does not read (a typo would be silently ignored)."""
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise invalid(unknown[0], f"unknown field; this endpoint reads {', '.join(allowed)}")

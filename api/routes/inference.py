@@ -1,0 +1,209 @@
+"""Serving trained models: POST /predict, /activation-maps and /transliterate.
+
+The model work (image decoding, loading checkpoints, forward passes, search) runs in the threadpool so
+the event loop keeps answering other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import State
+
+from api.deps import ApiKey, SessionDep
+from api.inference_schemas import (
+    ActivationMapsResponse,
+    HypothesisOut,
+    PredictResponse,
+    TransliterateBatchResponse,
+    TransliterateRequest,
+    TransliterateResponse,
+    Transliteration,
+)
+from api.inputs import (
+    IMAGE_REQUEST_BODY,
+    ImageRequest,
+    bool_option,
+    choice_option,
+    int_option,
+    known_fields,
+    read_image_request,
+    str_option,
+)
+from api.selection import checkpoint_for, select_run
+from ml.activations import LAYERS, activation_png
+from ml.data.text import normalize
+from ml.decoding import Hypothesis
+from ml.errors import CheckpointError
+from ml.imageprep import tensor_to_png
+from ml.inference import Classifier, Transliterator
+
+router = APIRouter(tags=["inference"])
+
+MAX_TOP_K = 100
+FORMATS = ("png", "json")
+DECIMALS = 4
+
+RunIdQuery = Annotated[
+    str | None, Query(description="a succeeded run; default: the promoted run, else the best")
+]
+TopKQuery = Annotated[
+    int | None, Query(ge=1, le=MAX_TOP_K, description="how many classes to list (default 3)")
+]
+
+
+def _predictor(state: State, model: str, run_id: str | None) -> tuple[str, Classifier | Transliterator]:
+    """(run id, loaded predictor) of the run that serves `model` (see api.selection)."""
+    with state.sessionmaker() as session:
+        run = select_run(session, model, run_id)
+    predictor = state.models.get(run.id, checkpoint_for(state.store, run))
+    if predictor.kind != model:
+        raise CheckpointError(
+            f"run {run.id} is recorded as {model} but its checkpoint holds a {predictor.kind}"
+        )
+    return run.id, predictor
+
+
+def _png_data_url(image: torch.Tensor) -> str:
+    return "data:image/png;base64," + base64.b64encode(tensor_to_png(image)).decode("ascii")
+
+
+def _rounded(values: np.ndarray) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist()
+
+
+def _predict(
+    state: State, image: ImageRequest, run_id: str | None, k: int, include_input: bool
+) -> PredictResponse:
+    tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
+    used, classifier = _predictor(state, "cnn", run_id)
+    assert isinstance(classifier, Classifier)
+    found = classifier.predict(tensor, k=k)[0]
+    return PredictResponse(
+        run_id=used,
+        label=found.label,
+        class_name=found.class_name,
+        probabilities=found.probabilities,
+        top_k=found.top_k,
+        input_png=_png_data_url(tensor) if include_input else None,
+    )
+
+
+@router.post(
+    "/predict",
+    summary="Classify one image (upload or 28x28 pixels) with a trained CNN",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    dependencies=[ApiKey],
+    openapi_extra=IMAGE_REQUEST_BODY,
+    responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"}},
+)
+async def predict(
+    request: Request,
+    run_id: RunIdQuery = None,
+    top_k: TopKQuery = None,
+    include_input: Annotated[
+        bool, Query(description="also return the 28x28 input as a PNG data URL")
+    ] = False,
+) -> PredictResponse:
+    state = request.app.state
+    image = await read_image_request(request, state.settings.max_upload_bytes)
+    known_fields(image.fields, ("run_id", "top_k", "include_input"))
+    chosen = str_option(image.option("run_id", run_id), "run_id")
+    k = int_option(image.option("top_k", top_k), "top_k", 3, 1, MAX_TOP_K)
+    include = bool_option(image.option("include_input", include_input), "include_input")
+    return await run_in_threadpool(_predict, state, image, chosen, k, include)
+
+
+def _activation_maps(
+    state: State, image: ImageRequest, run_id: str | None, layer: str, fmt: str
+) -> Response | ActivationMapsResponse:
+    tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
+    used, classifier = _predictor(state, "cnn", run_id)
+    assert isinstance(classifier, Classifier)
+    maps = classifier.activations(tensor, layer)  # (C, H, W)
+    if fmt == "png":
+        png = activation_png(tensor, maps, layer)
+        return Response(png, media_type="image/png", headers={"X-Run-Id": used})
+    return ActivationMapsResponse(run_id=used, layer=layer, shape=list(maps.shape), maps=_rounded(maps))
+
+
+@router.post(
+    "/activation-maps",
+    summary="The CNN's conv1/conv2 activation maps for one image, as a PNG grid or JSON arrays",
+    response_model=ActivationMapsResponse,
+    dependencies=[ApiKey],
+    openapi_extra=IMAGE_REQUEST_BODY,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "format=png: the grid; format=json: the arrays"},
+        413: {"description": "upload or image too large"},
+        415: {"description": "not an image"},
+    },
+)
+async def activation_maps(
+    request: Request,
+    run_id: RunIdQuery = None,
+    layer: Annotated[str | None, Query(description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12)")] = None,
+    format: Annotated[str | None, Query(description="png (default) or json")] = None,
+) -> Any:
+    state = request.app.state
+    image = await read_image_request(request, state.settings.max_upload_bytes)
+    known_fields(image.fields, ("run_id", "layer", "format"))
+    chosen = str_option(image.option("run_id", run_id), "run_id")
+    which = choice_option(image.option("layer", layer), "layer", LAYERS, "conv1")
+    fmt = choice_option(image.option("format", format), "format", FORMATS, "png")
+    return await run_in_threadpool(_activation_maps, state, image, chosen, which, fmt)
+
+
+def _one_result(
+    text: str, hyps: list[Hypothesis], model: Transliterator, want_attention: bool
+) -> Transliteration:
+    best = hyps[0]
+    output_chars = [
+        model.tgt_vocab.itos[t] if 0 <= t < len(model.tgt_vocab) else "<unk>" for t in best.tokens
+    ]
+    input_chars = list(normalize(text))
+    attention = None
+    if want_attention and model.has_attention and best.attention is not None:
+        matrix = np.asarray(best.attention)  # (output chars, input chars)
+        if matrix.shape != (len(output_chars), len(input_chars)):
+            raise CheckpointError(f"attention of shape {matrix.shape} does not match the characters")
+        attention = _rounded(matrix)
+    return Transliteration(
+        input=text,
+        output=best.text,
+        hypotheses=[HypothesisOut(text=h.text, score=h.score, log_prob=h.log_prob) for h in hyps],
+        attention=attention,
+        input_chars=input_chars,
+        output_chars=output_chars,
+    )
+
+
+@router.post(
+    "/transliterate",
+    summary="Translate Spanish text to English with a trained seq2seq model (greedy or beam search)",
+    response_model=TransliterateResponse | TransliterateBatchResponse,
+    dependencies=[ApiKey],
+)
+def transliterate(body: TransliterateRequest, request: Request, session: SessionDep) -> Any:
+    state = request.app.state
+    run = select_run(session, "seq2seq", body.run_id)
+    session.close()  # the search may take a while: give the connection back first
+    model = state.models.get(run.id, checkpoint_for(state.store, run))
+    if not isinstance(model, Transliterator):
+        raise CheckpointError(f"run {run.id} is recorded as seq2seq but its checkpoint holds a {model.kind}")
+    texts = body.items
+    found = model.translate(
+        texts, decoding=body.decoding, beam_size=body.beam_size, n_best=body.n_best, alpha=body.length_penalty
+    )
+    if not all(found):
+        raise HTTPException(422, detail="the search found no hypothesis; try a larger beam_size")
+    results = [_one_result(t, h, model, body.return_attention) for t, h in zip(texts, found, strict=True)]
+    if body.text is not None:
+        return TransliterateResponse(run_id=run.id, decoding=body.decoding, **results[0].model_dump())
+    return TransliterateBatchResponse(run_id=run.id, decoding=body.decoding, results=results)
