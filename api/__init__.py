@@ -1,0 +1,1 @@
+"""inkwell's HTTP API (FastAPI). Serves predictions in-process; queues training through Celery."""

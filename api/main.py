@@ -1,0 +1,43 @@
+"""The FastAPI application: `create_app()` wires settings, database, queue, routes and error handling."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+
+from api.errors import install_error_handlers
+from api.model_cache import ModelCache
+from api.observability import install_metrics
+from api.routes import dashboard, health, inference, models, runs, sweeps, training
+from core.db import make_engine
+from core.queue import make_celery
+from core.settings import Settings, ensure_dirs, get_settings
+from core.storage import ArtifactStore
+
+DESCRIPTION = """
+Train, track and serve two small deep-learning models: the KMNIST image classifier (CNN) and a
+character-level Spanish→English seq2seq model. `POST /train` queues a job for a Celery worker;
+`GET /runs/{id}/metrics` follows it epoch by epoch; `/predict`, `/activation-maps` and `/transliterate`
+answer with trained models.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    ensure_dirs(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(title="inkwell", version="0.1.0", description=DESCRIPTION)
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+    app.state.celery = make_celery(settings)
+    app.state.store = ArtifactStore(settings.artifacts_dir)
+    app.state.models = ModelCache(settings.model_cache_size)
+    install_error_handlers(app)
+    install_metrics(app)
+    for module in (health, training, runs, sweeps, models, inference, dashboard):
+        app.include_router(module.router)
+    return app
