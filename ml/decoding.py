@@ -43,6 +43,8 @@ def greedy_decode(
     model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_vocab: Vocab, max_length: int = 50
 ) -> list[Hypothesis]:
     """Feed back the most likely token at each step, for all rows at once; one Hypothesis per row."""
+    if max_length < 1:
+        raise ValueError("max_length must be >= 1")
     batch = src.size(0)
     device = src.device
     encoded = model.encode(src, src_lengths)
@@ -103,8 +105,8 @@ def beam_search(
     A sentence is done when it has `n_best` finished hypotheses that no live beam can beat; the search
     stops when all are done or after `max_length` steps (then unfinished beams count too).
     """
-    if beam_size < 1:
-        raise ValueError("beam_size must be >= 1")
+    if beam_size < 1 or max_length < 1:
+        raise ValueError("beam_size and max_length must be >= 1")
     if not 1 <= n_best <= beam_size:
         raise ValueError("n_best must be between 1 and beam_size")
     batch, k = src.size(0), beam_size
@@ -145,7 +147,9 @@ def beam_search(
         fin_mask.append(finished_here)
         fin_lp.append(eos_lp)
         new_scores = eos_lp.masked_fill(~finished_here, float("-inf")) / float(t + 1) ** alpha  # (B, K)
-        best_finished = torch.cat([best_finished, new_scores], dim=1).topk(n_best, dim=1).values  # (B, n_best)
+        best_finished = (
+            torch.cat([best_finished, new_scores], dim=1).topk(n_best, dim=1).values
+        )  # (B, n_best)
 
         # Live: the K best candidates that do not end in EOS (at most K of the 2K do).
         order = (cand_rank + is_eos.long() * n_cand).argsort(dim=1)[:, :k]  # (B, K)
@@ -259,7 +263,9 @@ def translate(
     for i, text in enumerate(texts):
         norm = normalize(text)
         if not norm:
-            raise InputError(f"text {i + 1} has nothing to translate once normalised (letters and . ! ? only)")
+            raise InputError(
+                f"text {i + 1} has nothing to translate once normalised (letters and . ! ? only)"
+            )
         if src_vocab.known_fraction(norm) == 0.0:
             raise InputError(f"text {i + 1} has no characters the model knows: {norm!r}")
         encoded.append(src_vocab.encode(norm))

@@ -15,7 +15,9 @@ def error_rate(predictions: Sequence[str], targets: Sequence[str]) -> float:
         raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
     if not targets:
         raise ValueError("error_rate needs at least one sentence")
-    total = sum(Levenshtein.distance(p, t) / max(len(t), 1) for p, t in zip(predictions, targets, strict=True))
+    total = sum(
+        Levenshtein.distance(p, t) / max(len(t), 1) for p, t in zip(predictions, targets, strict=True)
+    )
     return total / len(targets)
 
 

@@ -26,7 +26,7 @@ _NON_LETTERS = re.compile(r"[^a-z.!?]+")
 
 
 def normalize(s: str) -> str:
-    """Lower-case ASCII letters and `. ! ?` (each preceded by a space), other runs of characters -> one space."""
+    """Lower-case ASCII letters and `. ! ?` (each after a space); other character runs -> one space."""
     decomposed = unicodedata.normalize("NFD", s.lower())
     ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     ascii_only = ascii_only.encode("ascii", "ignore").decode("ascii").lower()
@@ -144,8 +144,9 @@ def load_pairs(
 ) -> PairSplits:
     """Read a `pairs:PATH` dataset; keep pairs whose source and target are shorter than `max_length`.
 
-    Source is Spanish and target English for "spa-eng" ("eng-spa" flips them). `limit` caps each split
-    after filtering. Vocabularies come from the train split only. Without a test file, test = val.
+    Source is Spanish and target English for "spa-eng" ("eng-spa" flips them). Pairs with a side that
+    is empty once normalised are dropped too. `limit` caps each split after filtering. Vocabularies
+    come from the train split only. Without a test file, test = val.
     """
     if direction not in DIRECTIONS:
         raise DataError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
@@ -175,7 +176,9 @@ def load_pairs(
     )
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], add_sos: bool = False, add_eos: bool = False) -> tuple[Tensor, Tensor]:
+def pad_batch(
+    seqs: Sequence[Sequence[int]], add_sos: bool = False, add_eos: bool = False
+) -> tuple[Tensor, Tensor]:
     """PAD-padded ids (B, T) int64 and lengths (B,) int64, optionally with SOS before / EOS after each."""
     if len(seqs) == 0:
         raise ValueError("pad_batch needs at least one sequence")

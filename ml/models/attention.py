@@ -15,7 +15,7 @@ class BilinearAttention(nn.Module):
         self.out = nn.Linear(2 * hidden_size, hidden_size)
 
     def forward(self, queries: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """queries (B, T, H), memory (B, S, H), mask (B, S) True on real positions -> (out (B,T,H), p (B,T,S))."""
+        """queries (B,T,H), memory (B,S,H), mask (B,S) True where real -> (out (B,T,H), p (B,T,S))."""
         z = self.query(queries)  # (B, T, H)
         scores = torch.bmm(z, memory.transpose(1, 2))  # (B, T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, T, S)

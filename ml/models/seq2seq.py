@@ -66,7 +66,9 @@ class Seq2Seq(nn.Module):
     ) -> None:
         super().__init__()
         if hidden_size < 2 or hidden_size % 2:
-            raise ValueError("hidden_size must be an even number >= 2 (the encoder splits it over 2 directions)")
+            raise ValueError(
+                "hidden_size must be an even number >= 2 (the encoder splits it over 2 directions)"
+            )
         self.src_vocab_size = src_vocab_size
         self.tgt_vocab_size = tgt_vocab_size
         self.hidden_size = hidden_size
@@ -117,7 +119,7 @@ class Seq2Seq(nn.Module):
         return Encoded(memory=memory, mask=mask, state=(h, c))
 
     def decode(self, tgt_in: Tensor, state: State, encoded: Encoded) -> tuple[Tensor, State, Tensor | None]:
-        """tgt_in (B, T) from state (1, B, H) x2 -> logits (B, T, V), new state, attention (B, T, S) or None."""
+        """tgt_in (B, T) from state (1, B, H) x2 -> logits (B, T, V), new state, attn (B, T, S) | None."""
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (B, T, H)
         out, new_state = self.decoder(emb, state)  # (B, T, H)
         attn = None

@@ -51,7 +51,9 @@ def sources(data: PairSplits) -> list[str]:
     return [s for s, _ in data.val[:40]]
 
 
-def teacher_forced(model: Seq2Seq, vocab: Vocab, source: str, tokens: list[int]) -> tuple[list[float], np.ndarray]:
+def teacher_forced(
+    model: Seq2Seq, vocab: Vocab, source: str, tokens: list[int]
+) -> tuple[list[float], np.ndarray]:
     """Per-step log-probs of `tokens` and the attention, from one forward pass on the sentence alone."""
     src, src_len = pad_batch([vocab.encode(source)])
     tgt_in = torch.tensor([[SOS, *tokens[:-1]]])
@@ -74,7 +76,9 @@ def assert_same(a: list[list[Hypothesis]], b: list[list[Hypothesis]]) -> None:
 def test_beam_of_one_equals_greedy(trained: Seq2Seq, data: PairSplits) -> None:
     texts = [s for s, _ in data.val[:64]]
     greedy = translate(trained, data.src_vocab, data.tgt_vocab, texts, max_length=30)
-    beam = translate(trained, data.src_vocab, data.tgt_vocab, texts, decoding="beam", beam_size=1, max_length=30)
+    beam = translate(
+        trained, data.src_vocab, data.tgt_vocab, texts, decoding="beam", beam_size=1, max_length=30
+    )
     assert_same(greedy, beam)
     assert len({h[0].text for h in greedy}) > 5  # the model does not say the same thing to everything
 
@@ -104,7 +108,9 @@ def test_padding_does_not_change_a_sentence(trained: Seq2Seq, data: PairSplits, 
             assert np.allclose(alone.attention, padded.attention, atol=1e-5)
 
 
-def test_log_prob_equals_teacher_forcing(trained: Seq2Seq, untrained: Seq2Seq, data: PairSplits, sources) -> None:
+def test_log_prob_equals_teacher_forcing(
+    trained: Seq2Seq, untrained: Seq2Seq, data: PairSplits, sources
+) -> None:
     for model in (trained, untrained):
         greedy = translate(model, data.src_vocab, data.tgt_vocab, sources[:12], max_length=20)
         beam = translate(model, data.src_vocab, data.tgt_vocab, sources[:12], "beam", 4, 3, 20, alpha=0.5)
@@ -134,7 +140,15 @@ def test_greedy_picks_the_argmax_each_step(trained: Seq2Seq, data: PairSplits, s
 
 def test_n_best_sorted_distinct_and_eos(trained: Seq2Seq, data: PairSplits, sources) -> None:
     results = translate(
-        trained, data.src_vocab, data.tgt_vocab, sources, "beam", beam_size=5, n_best=3, max_length=25, alpha=0.7
+        trained,
+        data.src_vocab,
+        data.tgt_vocab,
+        sources,
+        "beam",
+        beam_size=5,
+        n_best=3,
+        max_length=25,
+        alpha=0.7,
     )
     for hyps in results:
         assert len(hyps) == 3
@@ -193,7 +207,14 @@ def test_beam_as_wide_as_the_vocab_is_exhaustive(trained: Seq2Seq, data: PairSpl
         every.sort(key=lambda tl: tl[1] / len(tl[0]) ** alpha, reverse=True)
         with torch.inference_mode():
             [found] = beam_search(
-                trained, src, src_len, data.tgt_vocab, beam_size=vocab_size, n_best=n_best, max_length=2, alpha=alpha
+                trained,
+                src,
+                src_len,
+                data.tgt_vocab,
+                beam_size=vocab_size,
+                n_best=n_best,
+                max_length=2,
+                alpha=alpha,
             )
         assert [tuple(h.tokens) for h in found] == [toks for toks, _ in every[:n_best]]
         assert np.allclose([h.log_prob for h in found], [lp for _, lp in every[:n_best]], atol=1e-4)
@@ -220,6 +241,8 @@ def test_translate_rejects_bad_input(trained: Seq2Seq, data: PairSplits) -> None
     with pytest.raises(ValueError):
         src, src_len = pad_batch([data.src_vocab.encode("hola .")])
         beam_search(trained, src, src_len, data.tgt_vocab, beam_size=2, n_best=3)
+    with pytest.raises(ValueError):
+        greedy_decode(trained, src, src_len, data.tgt_vocab, max_length=0)
     assert translate(trained, data.src_vocab, data.tgt_vocab, []) == []
 
 

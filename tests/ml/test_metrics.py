@@ -73,7 +73,9 @@ def test_accuracy_on_tensors_and_lists() -> None:
     torch.manual_seed(0)
     scores = torch.randn(50, 7)  # (N, C)
     labels = torch.randint(0, 7, (50,))
-    expected = sum(int(max(range(7), key=lambda c: scores[i, c].item()) == labels[i].item()) for i in range(50)) / 50
+    expected = (
+        sum(int(max(range(7), key=lambda c: scores[i, c].item()) == labels[i].item()) for i in range(50)) / 50
+    )
     assert accuracy(scores, labels) == pytest.approx(expected)
     assert accuracy(scores.argmax(1), labels) == pytest.approx(expected)
     assert accuracy([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5

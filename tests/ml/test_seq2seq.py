@@ -183,7 +183,9 @@ def test_encoded_rows_can_be_repeated(data: PairSplits) -> None:
         assert torch.equal(rep.mask[i], enc.mask[i // 4])
         assert torch.equal(rep.state[1][0, i], enc.state[1][0, i // 4])
     picked = enc.index_select(torch.tensor([2, 0]))
-    assert torch.equal(picked.memory[0], enc.memory[2]) and torch.equal(picked.state[0][0, 1], enc.state[0][0, 0])
+    assert torch.equal(picked.memory[0], enc.memory[2]) and torch.equal(
+        picked.state[0][0, 1], enc.state[0][0, 0]
+    )
 
 
 def test_hparams_rebuild_and_odd_hidden_size(data: PairSplits) -> None:

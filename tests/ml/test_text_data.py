@@ -129,7 +129,9 @@ def test_load_pairs_real_data(splits: PairSplits, spa_eng: Path) -> None:
     train_raw = read_lines(spa_eng / "train-eng-spa.txt")
     val_raw = read_lines(spa_eng / "val-eng-spa.txt")
     expected_train = [
-        (normalize(s), normalize(e)) for e, s in train_raw if len(normalize(s)) < 20 and len(normalize(e)) < 20
+        (normalize(s), normalize(e))
+        for e, s in train_raw
+        if len(normalize(s)) < 20 and len(normalize(e)) < 20
     ]
     assert splits.train == expected_train
     assert len(splits.val) == sum(1 for e, s in val_raw if len(normalize(s)) < 20 and len(normalize(e)) < 20)
