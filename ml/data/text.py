@@ -115,6 +115,40 @@ def _pairs_folder(spec: str, data_dir: Path) -> Path:
     return folder
 
 
+def _read_file(file: Path) -> list[tuple[str, str]]:
+    """(english, spanish) pairs of one `english<TAB>spanish[<TAB>...]` file, normalised."""
+    pairs: list[tuple[str, str]] = []
+    with open(file, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 2:
+                raise DataError(f"{file.name} line {number}: expected english<TAB>spanish")
+            pairs.append((normalize(fields[0]), normalize(fields[1])))
+    return pairs
+
+
+def _orient_and_filter(
+    pairs: list[tuple[str, str]], direction: str, max_length: int
+) -> list[tuple[str, str]]:
+    """(english, spanish) -> (source, target) for `direction`, keeping non-empty sides < max_length."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
+    oriented = [(spa, eng) if direction == "spa-eng" else (eng, spa) for eng, spa in pairs]
+    return [(s, t) for s, t in oriented if s and t and len(s) < max_length and len(t) < max_length]
+
+
+def read_pairs_file(
+    path: str | Path, direction: str = "spa-eng", max_length: int = 20
+) -> list[tuple[str, str]]:
+    """(source, target) pairs of one file, normalised and filtered as `load_pairs` does."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"pairs file not found: {file}")
+    return _orient_and_filter(_read_file(file), direction, max_length)
+
+
 def _read_split(folder: Path, split: str, required: bool) -> list[tuple[str, str]] | None:
     """(english, spanish) pairs from the `split-*.txt` files of `folder`, normalised."""
     files = sorted(folder.glob(f"{split}-*.txt"))
@@ -122,17 +156,7 @@ def _read_split(folder: Path, split: str, required: bool) -> list[tuple[str, str
         if required:
             raise DataError(f"no {split}-*.txt file in {folder}")
         return None
-    pairs: list[tuple[str, str]] = []
-    for file in files:
-        with open(file, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) < 2:
-                    raise DataError(f"{file.name} line {number}: expected english<TAB>spanish")
-                pairs.append((normalize(fields[0]), normalize(fields[1])))
-    return pairs
+    return [pair for file in files for pair in _read_file(file)]
 
 
 def load_pairs(
@@ -158,8 +182,7 @@ def load_pairs(
     splits: dict[str, list[tuple[str, str]]] = {}
     for split, pairs in raw.items():
         assert pairs is not None
-        oriented = [(spa, eng) if direction == "spa-eng" else (eng, spa) for eng, spa in pairs]
-        kept = [(s, t) for s, t in oriented if s and t and len(s) < max_length and len(t) < max_length]
+        kept = _orient_and_filter(pairs, direction, max_length)
         if limit is not None:
             kept = kept[:limit]
         if not kept:

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml.data.text import EOS, PAD, SOS, UNK, PairSplits, Vocab, load_pairs, normalize, pad_batch
+from ml.data.text import (
+    EOS,
+    PAD,
+    SOS,
+    UNK,
+    PairSplits,
+    Vocab,
+    load_pairs,
+    normalize,
+    pad_batch,
+    read_pairs_file,
+)
 from ml.errors import DataError
 
 ALLOWED = re.compile(r"^[a-z.!?]+( [a-z.!?]+)*$")
@@ -200,6 +211,15 @@ def test_load_pairs_errors(shared_data: Path, spa_eng: Path, tmp_path: Path) -> 
     with pytest.raises(DataError) as info:
         load_pairs("pairs:no-such-folder", tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_read_pairs_file(spa_eng: Path, shared_data: Path, tmp_path: Path) -> None:
+    val = load_pairs("pairs:spa-eng", shared_data, max_length=15).val
+    assert read_pairs_file(spa_eng / "val-eng-spa.txt", max_length=15) == val
+    flipped = read_pairs_file(str(spa_eng / "val-eng-spa.txt"), direction="eng-spa", max_length=15)
+    assert flipped == [(t, s) for s, t in val]
+    with pytest.raises(DataError, match="not found"):
+        read_pairs_file(tmp_path / "missing.txt")
 
 
 # --- pad_batch ---------------------------------------------------------------------------------------
