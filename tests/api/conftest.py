@@ -70,7 +70,7 @@ def make_app(
         app.state.engine.dispose()
         if engine := getattr(app.state, "broker_engine", None):
             engine.dispose()
-    redis_client.delete(queue_name)
+    redis_client.delete(queue_name, f"_kombu.binding.{queue_name}", f"_kombu.binding_permanent.{queue_name}")
 
 
 @pytest.fixture

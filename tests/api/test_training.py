@@ -196,6 +196,7 @@ def test_posts_need_the_api_key_when_one_is_set(make_app, queue_len):
         assert c.post("/train", json=payload).status_code == 401
         assert c.post("/train", json=payload, headers={"X-API-Key": "wrong"}).status_code == 401
         assert "API key" in c.post("/train", json=payload).json()["detail"]
+        assert c.post("/train", json={"model": "gan"}).status_code == 401  # auth before validation
         assert queue_len() == 0
         ok = c.post("/train", json=payload, headers={"X-API-Key": "s3cret"})
         assert ok.status_code == 202
