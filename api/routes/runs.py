@@ -174,7 +174,8 @@ def cancel(run_id: str, session: SessionDep, response: Response) -> RunOut:
     if found.status in ("succeeded", "failed"):
         raise HTTPException(409, f"run {run_id} already {found.status}; there is nothing to cancel")
     updated = request_cancel(session, run_id)
-    assert updated is not None  # it existed a moment ago and runs are never deleted here
+    if updated is None:  # deleted meanwhile
+        raise HTTPException(404, f"no run {run_id!r}")
     if updated.status == "running":
         response.status_code = 202
     return run_out(session, updated)
