@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy.exc import OperationalError
 
 from core.db import get_sessionmaker
 from core.queue import TRAIN_TASK, make_celery
@@ -17,6 +18,9 @@ from worker.reaper import Reaper
 from worker.tasks import train_run
 
 log = logging.getLogger("inkwell.worker")
+
+CLAIM_RETRY_SECONDS = 10
+CLAIM_RETRIES = 60
 
 celery_app = make_celery()
 _reaper: Reaper | None = None
@@ -30,8 +34,17 @@ def worker_name() -> str:
 
 @celery_app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_run_task(self: Task, run_id: str) -> str:
-    """Claim and train `run_id` (see worker.tasks.train_run); never raises for a problem of the run."""
-    return train_run(run_id, worker=self.request.hostname or worker_name())
+    """Claim and train `run_id` (see worker.tasks.train_run); never raises for a problem of the run.
+
+    Only an unreachable database while claiming (nothing started yet) retries the message later,
+    so a queued run is not left without one.
+    """
+    try:
+        return train_run(run_id, worker=self.request.hostname or worker_name())
+    except OperationalError as exc:
+        log.warning("run %s: database unreachable before the claim (%s); retrying in %d s", run_id,
+                    type(exc).__name__, CLAIM_RETRY_SECONDS)
+        raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_RETRIES) from None
 
 
 @worker_ready.connect
@@ -41,6 +54,10 @@ def start_reaper(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     if _reaper is None or not _reaper.alive:
         _reaper = Reaper(celery_app, settings, get_sessionmaker()).start()
+    if settings.heartbeat_seconds * 2 > settings.lease_seconds:
+        log.warning("INKWELL_HEARTBEAT_SECONDS (%g) should be at most half of INKWELL_LEASE_SECONDS (%g): "
+                    "a slow heartbeat lets a live run's lease expire", settings.heartbeat_seconds,
+                    settings.lease_seconds)
     log.info("inkwell worker %s ready: queue %r, lease %.0f s, heartbeat %.0f s, reaper every %.0f s",
              getattr(sender, "hostname", None) or worker_name(), settings.train_queue, settings.lease_seconds,
              settings.heartbeat_seconds, _reaper.interval)

@@ -102,7 +102,8 @@ class Reaper:
             while not self._stop.is_set():
                 try:
                     reap_once(session, self.app, self.settings)
-                except Exception:  # e.g. the database is down: try again next pass
+                except Exception as exc:  # e.g. the database is down: try again next pass
                     session.rollback()
-                    log.exception("reaper: pass failed")
+                    text = " ".join(str(exc).split())[:300]
+                    log.warning("reaper: pass failed (%s: %s)", type(exc).__name__, text)
                 self._stop.wait(self.interval)
