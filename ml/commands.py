@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ml.config import TrainConfig
 from ml.data.images import load_images
@@ -49,23 +50,31 @@ def _run(config: TrainConfig, args: argparse.Namespace, out: Path, data_dir: Pat
                      on_epoch=lambda r: emit(r.as_json()))
         emit(result.final_json())
     else:
-        from tqdm import tqdm
-
         metric = config.metric.replace("_", " ")
-        bar = tqdm(total=config.epochs, unit="epoch", desc=label or config.model, file=sys.stderr)
+        bars: list[tqdm] = []  # made at the first batch, so data errors print one line and no bar
+
+        def bar() -> tqdm:
+            if not bars:
+                bars.append(tqdm(total=config.epochs, unit="epoch", desc=label or config.model, file=sys.stderr))
+            return bars[0]
 
         def on_batch(done: int, total: int) -> None:
-            bar.set_postfix_str(f"batch {done}/{total}", refresh=done % 50 == 0)
+            bar().set_postfix_str(f"batch {done}/{total}", refresh=done % 50 == 0)
 
         def on_epoch(r: EpochResult) -> None:
-            if bar.n == 0 and r.epoch > 1:
-                bar.update(r.epoch - 1)
-            bar.update(1)
-            bar.write(f"epoch {r.epoch:3d}  train loss {r.train_loss:.4f}  val {metric} {r.val_metric:.4f}"
-                      f"  {r.seconds:.1f}s")
+            b = bar()
+            if b.n == 0 and r.epoch > 1:
+                b.update(r.epoch - 1)  # resumed
+            b.update(1)
+            b.write(f"epoch {r.epoch:3d}  train loss {r.train_loss:.4f}  val {metric} {r.val_metric:.4f}"
+                    f"  {r.seconds:.1f}s")
 
-        result = fit(config, data_dir=data_dir, out_dir=out, device=args.device, on_epoch=on_epoch, on_batch=on_batch)
-        bar.close()
+        try:
+            result = fit(config, data_dir=data_dir, out_dir=out, device=args.device, on_epoch=on_epoch,
+                         on_batch=on_batch)
+        finally:
+            for b in bars:
+                b.close()
         print(f"test {metric}: {result.test_metric:.4f}\ncheckpoint: {result.checkpoint}")
     _write_outputs(out, result)
     return result

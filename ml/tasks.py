@@ -97,9 +97,9 @@ class PairTask:
         # Whole training set padded once; batches are trimmed to their own longest sequence.
         self.src, self.src_len = pad_batch([self.src_vocab.encode(s) for s, _ in train])  # (N, S), (N,)
         tgt = [self.tgt_vocab.encode(t) for _, t in train]
-        self.tgt_in, self.tgt_len = pad_batch(tgt, add_sos=True)  # (N, T+1), (N,)
+        self.tgt_in, self.tgt_len = pad_batch(tgt, add_sos=True)  # (N, T+1), (N,) lengths stay on the CPU
         self.tgt_out, _ = pad_batch(tgt, add_eos=True)  # (N, T+1)
-        self.src, self.src_len, self.tgt_len = self.src.to(device), self.src_len.to(device), self.tgt_len.to(device)
+        self.src, self.src_len_dev = self.src.to(device), self.src_len.to(device)
         self.tgt_in, self.tgt_out = self.tgt_in.to(device), self.tgt_out.to(device)
 
     def build_model(self) -> nn.Module:
@@ -110,11 +110,30 @@ class PairTask:
     def meta(self) -> dict[str, Any]:
         return {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "dataset": self.name}
 
+    def _bucketed_order(self, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        """Random batches whose sources all have one length (no padding: the encoder's fast path).
+
+        A fresh random order each epoch; sorting it stably by source length keeps it random within a
+        length, then the batches themselves are shuffled.
+        """
+        order = torch.randperm(self.n_train, generator=generator)  # (N,)
+        lengths, by_length = torch.sort(self.src_len[order], stable=True)  # (N,), (N,)
+        order = order[by_length]  # (N,) grouped by source length
+        batches: list[Tensor] = []
+        start = 0
+        for count in torch.unique_consecutive(lengths, return_counts=True)[1].tolist():
+            group = order[start : start + count]
+            batches.extend(group.split(batch_size))
+            start += count
+        shuffle = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffle]
+
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
-        for idx in _permuted_slices(self.n_train, batch_size, generator, self.device):
+        for idx in self._bucketed_order(batch_size, generator):
             s_max, t_max = int(self.src_len[idx].max()), int(self.tgt_len[idx].max())
-            yield (self.src[idx, :s_max], self.src_len[idx],  # (B, S), (B,)
-                   self.tgt_in[idx, :t_max], self.tgt_out[idx, :t_max])  # (B, T), (B, T)
+            rows = idx.to(self.device)  # (B,)
+            yield (self.src[rows, :s_max], self.src_len_dev[rows],  # (B, S), (B,)
+                   self.tgt_in[rows, :t_max], self.tgt_out[rows, :t_max])  # (B, T), (B, T)
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
         src, src_len, tgt_in, tgt_out = batch

