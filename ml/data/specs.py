@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a dataset name: one folder, never a path
 IMAGE_NAMES = ("kmnist", "mnist", "fashion-mnist")
 
 
 def folder_kind(folder: Path) -> str | None:
     """'images' for a folder of IDX files, 'pairs' for train-/val-*.txt pairs, None otherwise."""
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return None
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+    except OSError:  # unreadable, or a name the file system refuses
         return None
-    names = [p.name for p in folder.iterdir() if p.is_file()]
     if any("-images-idx3-ubyte" in n for n in names) and any("-labels-idx1-ubyte" in n for n in names):
         return "images"
     if any(n.startswith("train-") and n.endswith(".txt") for n in names) and any(
@@ -25,7 +30,7 @@ def spec_for_name(name: str, data_dir: Path) -> str | None:
     """The spec string for a dataset *name* (a built-in name or a folder inside data_dir), or None."""
     if name in IMAGE_NAMES:
         return name
-    if not name or "/" in name or "\\" in name or name.startswith("."):
+    if not NAME.match(name):
         return None
     kind = folder_kind(data_dir / name)
     if kind == "images":
