@@ -1,0 +1,135 @@
+// The inkwell HTTP API as small async functions. Every failure becomes an ApiError whose `message`
+// is readable on the page: the API's `detail`, a note about a missing API key, or a network error.
+
+const KEY_STORAGE = "inkwell.apiKey";
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status (0 when the server could not be reached)
+   * @param {string} message readable text (the API's `detail`)
+   * @param {{field: string, message: string}[]} errors per-field messages of a 422, if any
+   */
+  constructor(status, message, errors = []) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.errors = errors;
+  }
+}
+
+export function getApiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setApiKey(key) {
+  try {
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // storage disabled: the key lives only as long as the page
+  }
+}
+
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => (d && d.msg ? `${(d.loc || []).slice(1).join(".")}: ${d.msg}` : String(d))).join("; ");
+  }
+  return detail == null ? "" : JSON.stringify(detail);
+}
+
+async function failure(response) {
+  let detail = "";
+  let errors = [];
+  const type = response.headers.get("content-type") || "";
+  try {
+    if (type.includes("json")) {
+      const body = await response.json();
+      detail = detailText(body.detail);
+      errors = Array.isArray(body.errors) ? body.errors : [];
+    } else {
+      detail = (await response.text()).slice(0, 300);
+    }
+  } catch {
+    detail = "";
+  }
+  if (response.status === 401) {
+    window.dispatchEvent(new CustomEvent("inkwell:auth-required"));
+    const hint = getApiKey() ? "the saved API key was refused" : "this server needs an API key";
+    return new ApiError(401, `${hint}: enter it in the "API key" field at the top of the page and try again.`);
+  }
+  const text = detail || `${response.status} ${response.statusText || "error"}`;
+  return new ApiError(response.status, text, errors);
+}
+
+/**
+ * One request. `json` sends a JSON body, `form` a FormData; `as` picks how the answer is read
+ * ("json", "blob" or "none").
+ */
+export async function request(method, path, { json, form, query, as = "json", signal } = {}) {
+  const url = new URL(path, window.location.origin);
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
+  }
+  const headers = { Accept: as === "blob" ? "*/*" : "application/json" };
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    body = form;
+  }
+  const key = getApiKey();
+  if (method !== "GET" && key) headers["X-API-Key"] = key;
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body, signal });
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err;
+    throw new ApiError(0, "Network error: the inkwell API could not be reached. Is the server running?");
+  }
+  if (!response.ok) throw await failure(response);
+  if (as === "blob") return response.blob();
+  if (as === "none" || response.status === 204) return null;
+  return response.json();
+}
+
+const get = (path, query, opts) => request("GET", path, { query, ...opts });
+const post = (path, json, opts) => request("POST", path, { json, ...opts });
+
+export const api = {
+  settings: () => get("/dashboard/settings"),
+  runs: (query) => get("/runs", query).then((r) => r.runs),
+  run: (id) => get(`/runs/${encodeURIComponent(id)}`),
+  metrics: (id) => get(`/runs/${encodeURIComponent(id)}/metrics`),
+  cancel: (id) => post(`/runs/${encodeURIComponent(id)}/cancel`),
+  promote: (model, runId) => post(`/models/${encodeURIComponent(model)}/promote`, { run_id: runId }),
+  models: () => get("/models").then((r) => r.models),
+  sweep: (id) => get(`/sweeps/${encodeURIComponent(id)}`),
+  datasets: () => get("/datasets").then((r) => r.datasets),
+  train: (body) => post("/train", body),
+  /** image: a Blob (PNG, JPEG, ...). */
+  predict: (image, runId, topK = 5) => {
+    const form = new FormData();
+    form.append("file", image, "input.png");
+    return request("POST", "/predict", { form, query: { run_id: runId, top_k: topK, include_input: true } });
+  },
+  activationMaps: (image, layer, runId) => {
+    const form = new FormData();
+    form.append("file", image, "input.png");
+    return request("POST", "/activation-maps", { form, query: { run_id: runId, layer, format: "json" } });
+  },
+  transliterate: (body) => post("/transliterate", body),
+};
+
+export const links = {
+  lossPng: (id) => `/runs/${encodeURIComponent(id)}/plots/loss.png`,
+  validationPng: (id) => `/runs/${encodeURIComponent(id)}/plots/validation.png`,
+  checkpoint: (id) => `/runs/${encodeURIComponent(id)}/checkpoint`,
+  sweepPng: (id) => `/sweeps/${encodeURIComponent(id)}/plot.png`,
+  events: (id) => `/runs/${encodeURIComponent(id)}/events`,
+};
