@@ -6,10 +6,13 @@ Every check compares what the page shows with an independent request to the API.
 from __future__ import annotations
 
 import base64
+import io
 import re
 
 import pytest
+from PIL import Image
 
+from ml.data.idx import read_idx
 from tests.browser.conftest import API_KEY, TRAIN_TIMEOUT, Service, Ui
 
 pytestmark = pytest.mark.browser
@@ -144,6 +147,27 @@ def test_drawing_a_character_shows_the_prediction_and_activation_maps(
         assert [s[:2] for s in shown] == [[side_px, side_px]] * count
         peaks = [max(max(row) for row in channel) for channel in maps["maps"]]
         assert [s[2] for s in shown] == pytest.approx(peaks)
+    ui.assert_no_errors()
+
+
+def test_a_chosen_image_file_is_classified(ui: Ui, service: Service, trained_cnn: str, shared_data) -> None:
+    digits = read_idx(shared_data / "mnist-8k" / "mnist8k-images-idx3-ubyte.gz")  # (N, 28, 28) uint8
+    image = Image.fromarray(255 - digits[0]).resize((140, 140))  # dark ink on white, larger than 28x28
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    png = buffer.getvalue()
+    page = ui.page
+    ui.goto("/classify")
+    page.wait_for_selector("#classify-run option", state="attached")
+    run_id = page.input_value("#classify-run")
+    page.set_input_files("#classify-file",
+                         files=[{"name": "digit.png", "mimeType": "image/png", "buffer": png}])
+    page.wait_for_function("() => document.querySelectorAll('#maps-conv1 canvas').length === 8")
+    expected = service.http.post("/predict", files={"file": ("digit.png", png, "image/png")},
+                                 params={"run_id": run_id, "top_k": 5, "include_input": "true"}).json()
+    page.wait_for_function("v => document.getElementById('model-input').src === v", arg=expected["input_png"])
+    bars = ui.chart_data("#topk-chart")[0]
+    assert list(reversed(bars["x"])) == pytest.approx([t["probability"] for t in expected["top_k"]])
     ui.assert_no_errors()
 
 

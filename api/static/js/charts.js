@@ -56,6 +56,11 @@ export function lineChart(el, series, { title = "", yTitle = "", percent = false
   });
   layout.xaxis = { ...layout.xaxis, title: { text: "epoch" }, range: [0.7, maxX + 0.3], dtick: maxX <= 20 ? 1 : null };
   layout.yaxis = { ...layout.yaxis, title: { text: yTitle }, tickformat: percent ? ".0%" : null };
+  if (!series.some((s) => s.x.length)) {
+    layout.yaxis.showticklabels = false;
+    layout.annotations = [{ text: "no finished epoch yet", showarrow: false, xref: "paper", yref: "paper",
+      x: 0.5, y: 0.5, font: { ...FONT, size: 13 } }];
+  }
   return plotly().react(el, traces, layout, CONFIG);
 }
 

@@ -38,7 +38,7 @@ export async function render(root) {
         dropZone,
         h("div", { class: "row" },
           h("button", { type: "button", class: "btn", id: "clear-canvas", onclick: clear }, "Clear"),
-          h("label", { class: "btn", for: "classify-file" }, "Choose image…"), fileInput,
+          fileInput, h("label", { class: "btn", for: "classify-file" }, "Choose image…"),
           h("button", { type: "button", class: "btn primary push", id: "classify-button", onclick: () => classify() },
             "Classify")),
         h("p", { class: "hint" }, "Any image works: dark on light or light on dark, any size.")),
@@ -156,16 +156,22 @@ export async function render(root) {
     classify();
   };
   fileInput.addEventListener("change", () => useFile(fileInput.files[0]));
-  dropZone.addEventListener("dragover", (event) => {
+  // A file dropped anywhere on this page is classified (instead of the browser opening it).
+  const onDragOver = (event) => {
     event.preventDefault();
     dropZone.classList.add("over");
-  });
-  dropZone.addEventListener("dragleave", () => dropZone.classList.remove("over"));
-  dropZone.addEventListener("drop", (event) => {
+  };
+  const onDragLeave = (event) => {
+    if (!event.relatedTarget) dropZone.classList.remove("over");
+  };
+  const onDrop = (event) => {
     event.preventDefault();
     dropZone.classList.remove("over");
-    useFile(event.dataTransfer.files[0]);
-  });
+    if (event.dataTransfer && event.dataTransfer.files.length) useFile(event.dataTransfer.files[0]);
+  };
+  window.addEventListener("dragover", onDragOver);
+  window.addEventListener("dragleave", onDragLeave);
+  window.addEventListener("drop", onDrop);
 
   // ---- asking the model ----
   let asked = 0;
@@ -203,6 +209,9 @@ export async function render(root) {
   return () => {
     asked += 1;
     purge(bars);
+    window.removeEventListener("dragover", onDragOver);
+    window.removeEventListener("dragleave", onDragLeave);
+    window.removeEventListener("drop", onDrop);
   };
 }
 

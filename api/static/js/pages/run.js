@@ -7,6 +7,9 @@ import { isFinished, metric, metricLabel, num, parseTime, shortId, statusBadge, 
 import { followRun } from "../live.js";
 import { hyperParams, progressView, runActions, SERVING_TITLE, servingRole, servingRuns } from "../runbits.js";
 
+const FINAL_WORDS = {
+  succeeded: "The run succeeded.", failed: "The run failed.", cancelled: "The run was cancelled.",
+};
 // TrainConfig fields that mean nothing for a CNN run (left out of its configuration table).
 const SEQ2SEQ_ONLY = ["attention", "hidden_size", "max_length", "direction"];
 
@@ -60,7 +63,9 @@ export async function render(root, { id }) {
   const drawSummary = () => {
     const rows = [...epochs.values()];
     const val = valName(run.model);
-    const best = run.best_val_metric;
+    const values = rows.map(valOf).filter((v) => v !== null && v !== undefined);
+    const fromEpochs = values.length ? (run.model === "cnn" ? Math.max(...values) : Math.min(...values)) : null;
+    const best = fromEpochs ?? run.best_val_metric;
     const card = (label, value, extra = null, attrs = {}, valueClass = "stat-value") =>
       h("div", { class: "stat", ...attrs }, h("div", { class: "stat-label" }, label),
         h("div", { class: valueClass }, value), extra ? h("div", { class: "muted small" }, extra) : null);
@@ -153,7 +158,7 @@ export async function render(root, { id }) {
           test_metric: s.test_metric ?? run.test_metric };
         drawHead();
         drawSummary();
-        if (isFinished(s.status)) liveNote.textContent = `The run ${s.status}.`;
+        if (isFinished(s.status)) liveNote.textContent = FINAL_WORDS[s.status];
         reload(); // started_at, finished_at, best metric and the files follow the status
       },
       onBroken: () => { liveNote.textContent = "The live connection was lost; reload the page to follow again."; },
