@@ -104,6 +104,29 @@ def test_training_submitted_from_the_form_is_followed_live_to_success(
     ui.assert_no_errors()
 
 
+def test_the_runs_page_discovers_a_new_run_and_shows_it_finish_without_reloading(
+    ui: Ui, service: Service
+) -> None:
+    page = ui.page
+    ui.goto("/runs")
+    page.evaluate("window.__sameDocument = true")
+    run_id = service.train(model="cnn", dataset="mnist-8k", limit=300, epochs=2, batch_size=32)["run_id"]
+    row = page.locator(f'tr[data-run-id="{run_id}"][data-status="succeeded"]')
+    row.wait_for(timeout=TRAIN_TIMEOUT * 1000)
+    run = service.run(run_id)
+    assert run["status"] == "succeeded"
+    page.wait_for_function("s => document.querySelector(s).innerText.includes('test acc')",
+                           arg=f'tr[data-run-id="{run_id}"]')
+    text = row.inner_text()
+    assert "epoch 2 of 2" in text and "mnist-8k" in text
+    assert f"{run['test_metric'] * 100:.1f}%" in text
+    assert f"{run['latest_epoch']['val_accuracy'] * 100:.1f}%" in text
+    chips = row.locator(".chip").all_inner_texts()
+    assert {"lr 0.0005", "epochs 2", "batch 32", "limit 300"} <= {" ".join(c.split()) for c in chips}
+    assert page.evaluate("window.__sameDocument") is True
+    ui.assert_no_errors()
+
+
 def test_drawing_a_character_shows_the_prediction_and_activation_maps(
     ui: Ui, service: Service, trained_cnn: str
 ) -> None:
@@ -213,6 +236,25 @@ def test_beam_search_lists_three_hypotheses_and_an_attention_heatmap(
     page.locator(beam_items).nth(1).click()  # attention exists for the best one only: the page says so
     assert page.locator(beam_items).nth(1).get_attribute("aria-pressed") == "true"
     assert "best hypothesis only" in page.inner_text('.result[data-decoding="beam"] .attention-note')
+    ui.assert_no_errors()
+
+
+def test_the_form_switches_to_the_seq2seq_defaults_and_datasets(ui: Ui, service: Service) -> None:
+    page = ui.page
+    ui.goto("/train")
+    page.check('input[name="model"][value="seq2seq"]')
+    defaults = {"learning_rate": "0.003", "epochs": "50", "batch_size": "64", "hidden_size": "128",
+                "dropout": "0.3"}
+    assert {k: page.input_value(f"#train-{k}") for k in defaults} == defaults
+    assert page.is_checked("#train-attention")
+    datasets = service.http.get("/datasets").json()["datasets"]
+    pair_sets = [d["name"] for d in datasets if d["model"] == "seq2seq"]
+    shown = page.eval_on_selector_all("#train-dataset option", "os => os.map(o => o.value)")
+    assert shown == pair_sets and "spa-eng" in shown
+    assert page.input_value("#train-dataset") == "spa-eng"
+    assert page.locator("#train-limit").count() == 1  # the advanced "examples per split" field
+    page.check('input[name="model"][value="cnn"]')
+    assert page.input_value("#train-learning_rate") == "0.0005"
     ui.assert_no_errors()
 
 
