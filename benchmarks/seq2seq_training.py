@@ -5,9 +5,10 @@ target in one call) is at least 3x faster than the assignment's formulation: ran
 index permutation, the encoder on a packed padded batch, and the decoder LSTM called once per target
 character with attention at each step. Both start from the same weights, with Adam at the same rate.
 
-A third path, for the breakdown, trains on exactly the reference's random batches but with
-`Seq2Seq.forward` (packed encoder, whole-sequence decoder): reference -> whole-sequence is the gain of not
-stepping, whole-sequence -> inkwell the gain of bucketing by source length (unpacked encoder, less padding).
+Two more passes give the breakdown: the reference with the model's dropout (`MaskDropout`) instead of
+torch's, and `Seq2Seq.forward` on exactly the reference's random batches (packed encoder, whole-sequence
+decoder). Neighbouring ratios isolate the dropout implementation, stepping vs one call, and bucketing
+(unpacked encoder, fewer decoder steps).
 
     .venv/bin/python -m benchmarks.seq2seq_training --repeats 2
 """
@@ -32,6 +33,8 @@ from ml.tasks import PairTask
 
 TARGET_SPEEDUP = 3.0
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]  # src (B, S), src_len (B,), tgt_in (B, T), tgt_out (B, T)
+LossFn = Callable[[Seq2Seq, Batch], Tensor]
+Pass = tuple[Callable[[], Iterator[Batch]], LossFn]  # a timed pass: its batches and its loss
 
 
 def _attend(att: BilinearAttention, q: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
@@ -42,14 +45,21 @@ def _attend(att: BilinearAttention, q: Tensor, memory: Tensor, mask: Tensor) -> 
     return torch.tanh(att.out(torch.cat([q, context], dim=-1)))  # (B, 1, H)
 
 
-def reference_logits(model: Seq2Seq, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+def reference_logits(
+    model: Seq2Seq, src: Tensor, src_len: Tensor, tgt_in: Tensor,
+    dropout: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """The assignment's formulation with `model`'s weights: packed encoder, one decoder call per character.
 
-    Dropout (torch's own) follows `model.training`. Returns logits (B, T, V).
+    Dropout is torch's own (F.dropout, following `model.training`) unless `dropout` is given (e.g. the
+    model's, for the breakdown). Returns logits (B, T, V).
     """
     p, train = model.dropout_p, model.training
+    if dropout is None:
+        def dropout(x: Tensor) -> Tensor:
+            return F.dropout(x, p, train)
     steps_src = src.size(1)
-    emb = F.dropout(model.src_embedding(src), p, train)  # (B, S, H)
+    emb = dropout(model.src_embedding(src))  # (B, S, H)
     packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
     out, (h_n, c_n) = model.encoder(packed)  # h_n, c_n: (2, B, H/2)
     memory, _ = pad_packed_sequence(out, batch_first=True, total_length=steps_src)  # (B, S, H)
@@ -57,11 +67,11 @@ def reference_logits(model: Seq2Seq, src: Tensor, src_len: Tensor, tgt_in: Tenso
     state = (torch.cat([h_n[0], h_n[1]], -1).unsqueeze(0), torch.cat([c_n[0], c_n[1]], -1).unsqueeze(0))
     logits = []
     for t in range(tgt_in.size(1)):
-        x = F.dropout(model.tgt_embedding(tgt_in[:, t : t + 1]), p, train)  # (B, 1, H)
+        x = dropout(model.tgt_embedding(tgt_in[:, t : t + 1]))  # (B, 1, H)
         q, state = model.decoder(x, state)  # (B, 1, H)
         if model.attention is not None:
             q = _attend(model.attention, q, memory, mask)  # (B, 1, H)
-        q = F.dropout(q, p, train)  # (B, 1, H)
+        q = dropout(q)  # (B, 1, H)
         logits.append(F.linear(q, model.tgt_embedding.weight, model.out_bias))  # (B, 1, V)
     return torch.cat(logits, dim=1)  # (B, T, V)
 
@@ -80,7 +90,7 @@ def random_batches(task: PairTask, batch_size: int, generator: torch.Generator) 
 
 
 def run_epoch(
-    model: Seq2Seq, batches: Iterator[Batch], loss_fn: Callable[[Seq2Seq, Batch], Tensor], lr: float,
+    model: Seq2Seq, batches: Iterator[Batch], loss_fn: LossFn, lr: float,
     max_batches: int | None,
 ) -> tuple[float, int]:
     """One training pass (fresh Adam): (mean loss, batches done)."""
@@ -99,14 +109,30 @@ def run_epoch(
     return float(total) / max(count, 1), count
 
 
-def _paths(task: PairTask, batch_size: int, seed: int) -> dict[str, Callable[[], Iterator[Batch]]]:
+# The timed passes: (batches, loss). Each ratio between neighbours isolates one difference.
+PATHS = ("reference_stepping", "stepping_model_dropout", "whole_sequence_random", "inkwell")
+
+
+def _passes(task: PairTask, batch_size: int, seed: int) -> dict[str, Pass]:
     def gen() -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
+    def rand() -> Iterator[Batch]:
+        return random_batches(task, batch_size, gen())
+
+    def model_loss(m: Seq2Seq, b: Batch) -> Tensor:
+        return task.loss(m, b)
+
     return {
-        "inkwell": lambda: task.batches(batch_size, gen()),
-        "whole_sequence_random": lambda: random_batches(task, batch_size, gen()),
-        "reference_stepping": lambda: random_batches(task, batch_size, gen()),
+        # the assignment's step: random batches, packed encoder, decoder stepped, torch's dropout
+        "reference_stepping": (rand, lambda m, b: _ce(reference_logits(m, b[0], b[1], b[2]), b[3])),
+        # the same, with the model's dropout (MaskDropout): isolates the dropout implementation
+        "stepping_model_dropout": (
+            rand, lambda m, b: _ce(reference_logits(m, b[0], b[1], b[2], dropout=m.dropout), b[3])),
+        # Seq2Seq.forward on the same random batches: packed encoder, decoder over the whole sequence
+        "whole_sequence_random": (rand, model_loss),
+        # inkwell: PairTask's length-bucketed batches (unpacked encoder, less padding) + Seq2Seq.forward
+        "inkwell": (lambda: task.batches(batch_size, gen()), model_loss),
     }
 
 
@@ -122,27 +148,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task = PairTask(config, args.data_dir, torch.device("cpu"))
     torch.manual_seed(args.seed)
     initial = task.build_model().state_dict()
-    models = {name: task.build_model() for name in ("inkwell", "whole_sequence_random", "reference_stepping")}
-    losses: dict[str, Callable[[Seq2Seq, Batch], Tensor]] = {
-        "inkwell": lambda m, b: task.loss(m, b),
-        "whole_sequence_random": lambda m, b: task.loss(m, b),
-        "reference_stepping": lambda m, b: _ce(reference_logits(m, b[0], b[1], b[2]), b[3]),
-    }
-    paths = _paths(task, config.batch_size, args.seed)
-    times: dict[str, list[float]] = {name: [] for name in models}
+    model = task.build_model()
+    passes = _passes(task, config.batch_size, args.seed)
+    for batches, loss_fn in passes.values():  # warm-up, untimed: first calls allocate and pick kernels
+        run_epoch(model, batches(), loss_fn, config.learning_rate, 3)
+    times: dict[str, list[float]] = {name: [] for name in PATHS}
     final: dict[str, dict[str, Any]] = {}
     for rep in range(args.repeats):
-        names = list(models) if rep % 2 == 0 else list(reversed(models))  # alternate the order against drift
-        for name in names:
-            models[name].load_state_dict(copy.deepcopy(initial))  # every pass starts from the same weights
+        for name in PATHS if rep % 2 == 0 else PATHS[::-1]:  # alternate the order against drift
+            batches, loss_fn = passes[name]
+            model.load_state_dict(copy.deepcopy(initial))  # every pass starts from the same weights
             torch.manual_seed(args.seed + rep)
-            seconds, (loss, n) = timed(lambda name=name: run_epoch(
-                models[name], paths[name](), losses[name], config.learning_rate, args.max_batches))
+            seconds, (loss, n) = timed(lambda b=batches, f=loss_fn: run_epoch(
+                model, b(), f, config.learning_rate, args.max_batches))
             times[name].append(seconds)
             final[name] = {"mean_train_loss": round(loss, 4), "batches": n}
 
     med = {name: summary(ts) for name, ts in times.items()}
-    speedup = ratio(med["reference_stepping"]["median_s"], med["inkwell"]["median_s"])
+    m = {name: s["median_s"] for name, s in med.items()}
+    ref, whole = m["reference_stepping"], m["whole_sequence_random"]
+    speedup = ratio(ref, m["inkwell"])
     result = {
         "benchmark": "seq2seq_training_epoch",
         "machine": info,
@@ -156,10 +181,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "last_pass": final,
         "ratios": {
             "reference_over_inkwell": speedup,
-            "breakdown_stepping_over_whole_sequence": ratio(med["reference_stepping"]["median_s"],
-                                                            med["whole_sequence_random"]["median_s"]),
-            "breakdown_random_padded_over_bucketed": ratio(med["whole_sequence_random"]["median_s"],
-                                                           med["inkwell"]["median_s"]),
+            "breakdown": {  # their product is reference_over_inkwell
+                "torch_dropout_over_model_dropout": ratio(ref, m["stepping_model_dropout"]),
+                "stepping_over_whole_sequence": ratio(m["stepping_model_dropout"], whole),
+                "random_padded_over_bucketed": ratio(whole, m["inkwell"]),
+            },
         },
         "targets": {"speedup_at_least": TARGET_SPEEDUP, "met": speedup >= TARGET_SPEEDUP},
     }

@@ -40,19 +40,28 @@ class Encoded(NamedTuple):
 
 
 class MaskDropout(nn.Module):
-    """Inverted dropout, as nn.Dropout, drawn from a uniform mask: about twice as fast on CPU."""
+    """Inverted dropout, as nn.Dropout, from 16 random bits per element: about 2x faster on CPU.
+
+    One 64-bit draw serves four elements (uniform floats cost one draw each, bernoulli_ more). The drop
+    probability is p rounded to a multiple of 1/65536; kept values are scaled by 1 / (keep probability).
+    """
 
     def __init__(self, p: float) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError("dropout must be in [0, 1)")
         self.p = p
+        self.threshold = round(p * 65536)  # a 16-bit draw below this drops its element
+        self.scale = 65536 / (65536 - self.threshold)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
+        if not self.training or self.threshold == 0:
             return x
-        keep = torch.rand_like(x) >= self.p  # same shape as x, True with probability 1 - p
-        return x * keep * (1.0 / (1.0 - self.p))
+        n = x.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        draws = bits.view(torch.int16)[:n].view(x.shape)  # same shape as x, uniform over the int16 range
+        keep = draws >= self.threshold - 32768  # True with probability 1 - threshold / 65536
+        return x * keep.to(x.dtype).mul_(self.scale)
 
 
 class Seq2Seq(nn.Module):

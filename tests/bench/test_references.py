@@ -202,6 +202,10 @@ def test_seq2seq_benchmark_runs_and_reports(shared_data: Path, capsys: pytest.Ca
     r = result["ratios"]
     ref, ink = result["times"]["reference_stepping"]["median_s"], result["times"]["inkwell"]["median_s"]
     assert r["reference_over_inkwell"] == pytest.approx(ref / ink, rel=1e-2)
+    product = 1.0
+    for part in r["breakdown"].values():
+        product *= part
+    assert product == pytest.approx(r["reference_over_inkwell"], rel=1e-2)
     assert result["targets"]["met"] == (r["reference_over_inkwell"] >= 3.0)
     assert '"benchmark": "seq2seq_training_epoch"' in capsys.readouterr().out
 
