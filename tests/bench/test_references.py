@@ -195,6 +195,27 @@ def test_cnn_paths_feed_every_training_image_once(shared_data: Path) -> None:
     assert steps == 20 and 0 < loss < 5
 
 
+def test_interleaved_epochs_train_each_path_as_a_plain_epoch_would(shared_data: Path) -> None:
+    task = ImageTask(TrainConfig.for_model("cnn", "idx:mnist-8k", dropout=0.0, limit=400), shared_data,
+                     torch.device("cpu"))
+    torch.manual_seed(0)
+    initial = task.build_model().state_dict()
+
+    def fresh() -> torch.nn.Module:
+        model = task.build_model()
+        model.load_state_dict(initial)
+        return model
+
+    data = {"a": list(task.batches(8, torch.Generator().manual_seed(1))),  # 50 batches
+            "b": list(task.batches(16, torch.Generator().manual_seed(2)))[:13]}
+    woven = cnn_epoch.interleaved_epochs({k: (lambda v=v: v) for k, v in data.items()}, fresh, 0.001, chunk=7)
+    for name, batches in data.items():
+        seconds, loss, steps = woven[name]
+        plain_loss, plain_steps = cnn_epoch.train_epoch(fresh(), batches, 0.001)
+        assert steps == plain_steps == len(batches) and seconds > 0
+        assert loss == pytest.approx(plain_loss, rel=1e-5)
+
+
 def test_seq2seq_benchmark_runs_and_reports(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = seq2seq_training.main(["--data-dir", str(shared_data), "--repeats", "1", "--max-batches", "2"])
     assert {p["batches"] for p in result["last_pass"].values()} == {2}
