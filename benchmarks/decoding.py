@@ -145,7 +145,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             batch_size=args.batch_size)],
         "reference_beam": lambda: reference_beam(model, src_vocab, tgt_vocab, texts, k, limit),
     }
-    torch.set_grad_enabled(False)
     translate(model, src_vocab, tgt_vocab, texts[:32], "greedy", max_length=limit)  # warm-up, untimed
     translate(model, src_vocab, tgt_vocab, texts[:32], "beam", beam_size=k, max_length=limit)
     reference_greedy(model, src_vocab, tgt_vocab, texts[:4], limit)

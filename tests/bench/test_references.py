@@ -20,6 +20,7 @@ from ml.data.text import EOS, PAD, SOS, PairSplits, Vocab, load_pairs, pad_batch
 from ml.decoding import translate
 from ml.models.seq2seq import Seq2Seq
 from ml.tasks import ImageTask, PairTask
+from ml.training import fit
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -229,6 +230,20 @@ def test_seq2seq_benchmark_runs_and_reports(shared_data: Path, capsys: pytest.Ca
     assert product == pytest.approx(r["reference_over_inkwell"], rel=1e-2)
     assert result["targets"]["met"] == (r["reference_over_inkwell"] >= 3.0)
     assert '"benchmark": "seq2seq_training_epoch"' in capsys.readouterr().out
+
+
+def test_decoding_benchmark_runs_and_reports(shared_data: Path, tmp_path: Path) -> None:
+    config = TrainConfig.for_model("seq2seq", "pairs:spa-eng", attention=True, epochs=1, limit=200,
+                                   hidden_size=32)
+    fit(config, data_dir=shared_data, out_dir=tmp_path)
+    result = decoding.main(["--data-dir", str(shared_data), "--checkpoint", str(tmp_path / "checkpoint.pt"),
+                            "--sentences", "12", "--repeats", "1", "--max-length", "15"])
+    assert result["setup"]["sentences"] == 12 and result["setup"]["model"]["source"] == "checkpoint"
+    times = {k: v["median_s"] for k, v in result["times"].items()}
+    assert result["ratios"]["greedy_reference_over_batched"] == pytest.approx(
+        times["reference_greedy"] / times["batched_greedy"], rel=1e-2)
+    assert 0 <= result["agreement_percent"]["greedy_same_text"] <= 100
+    assert result["targets"]["beam_met"] == (result["ratios"]["beam_reference_over_batched"] >= 10.0)
 
 
 def test_machine_info_and_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
