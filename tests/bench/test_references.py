@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from benchmarks import cnn_epoch, common, decoding, seq2seq_training
 from benchmarks.seq2seq_training import random_batches, reference_logits
 from ml.config import TrainConfig
-from ml.data.text import EOS, PAD, SOS, PairSplits, Vocab, load_pairs, pad_batch
+from ml.data.text import EOS, PAD, SOS, PairSplits, Vocab, load_pairs
 from ml.decoding import translate
 from ml.models.seq2seq import Seq2Seq
 from ml.tasks import ImageTask, PairTask
 from ml.training import fit
+from tests.ml.small_seq2seq import train_small_seq2seq
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,21 +46,7 @@ def data(shared_data: Path) -> PairSplits:
 
 @pytest.fixture(scope="module")
 def trained(data: PairSplits) -> Seq2Seq:
-    """An attention model trained for a few seconds, so that its argmax has no near-ties."""
-    torch.manual_seed(0)
-    model = Seq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=48, attention=True, dropout=0.1)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for step in range(60):
-        pairs = data.train[(step * 64) % 512 :][:64]
-        src, src_len = pad_batch([data.src_vocab.encode(s) for s, _ in pairs])
-        tgt = [data.tgt_vocab.encode(t) for _, t in pairs]
-        logits = model(src, src_len, pad_batch(tgt, add_sos=True)[0])  # (B, T, V)
-        tgt_out = pad_batch(tgt, add_eos=True)[0]  # (B, T)
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return train_small_seq2seq(data, hidden_size=48, steps=60)
 
 
 def test_random_batches_cover_each_pair_once_trimmed_to_their_longest(pair_task: PairTask) -> None:

@@ -14,6 +14,7 @@ from ml.data.text import EOS, PAD, SOS, PairSplits, Vocab, load_pairs, normalize
 from ml.decoding import Hypothesis, beam_search, greedy_decode, translate
 from ml.errors import InputError
 from ml.models.seq2seq import Seq2Seq
+from tests.ml.small_seq2seq import train_small_seq2seq
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +24,7 @@ def data(shared_data: Path) -> PairSplits:
 
 @pytest.fixture(scope="module")
 def trained(data: PairSplits) -> Seq2Seq:
-    """An attention model trained for a few seconds: peaked enough that near-ties are rare."""
-    torch.manual_seed(0)
-    model = Seq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=64, attention=True, dropout=0.1)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for step in range(100):
-        pairs = data.train[(step * 64) % 512 :][:64]
-        src, src_len = pad_batch([data.src_vocab.encode(s) for s, _ in pairs])
-        tgt_in, _ = pad_batch([data.tgt_vocab.encode(t) for _, t in pairs], add_sos=True)
-        tgt_out, _ = pad_batch([data.tgt_vocab.encode(t) for _, t in pairs], add_eos=True)
-        logits = model(src, src_len, tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return train_small_seq2seq(data, hidden_size=64, steps=100)
 
 
 @pytest.fixture(scope="module")
