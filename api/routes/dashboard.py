@@ -88,9 +88,9 @@ def static_file(relative: str) -> Path | None:
     return path
 
 
-@router.api_route(
+@router.head("/", include_in_schema=False)
+@router.get(
     "/",
-    methods=["GET", "HEAD"],
     summary="The web dashboard (runs, training form, sweeps, classifier and transliterator playgrounds)",
     response_class=FileResponse,
     responses={200: {"content": {"text/html": {}}, "description": "the single-page app"}},
