@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "screenshots"
@@ -35,25 +35,6 @@ START_TIMEOUT = 90.0
 TRAIN_TIMEOUT = 180.0  # two shared cores: be patient
 API_KEY = "browser-test-key"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], Any], what: str, timeout: float, on_timeout: Callable[[], str] = str
-) -> Any:
-    """Poll `predicate()` until truthy and return its value; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{on_timeout()}")
-        time.sleep(0.25)
 
 
 class Process:
@@ -111,7 +92,7 @@ class Service:
             run = self.run(run_id)
             return run if run["status"] in ("succeeded", "failed", "cancelled") else None
 
-        return wait_for(finished, f"run {run_id} to finish", timeout, self.logs)
+        return wait_for(finished, f"run {run_id} to finish", timeout, 0.25, self.logs)
 
     def stop(self) -> None:
         for proc in self.processes:
@@ -121,7 +102,7 @@ class Service:
 
 def _start(tmp: Path, shared_data: Path, modules: tuple[str, ...], **extra_env: str) -> Service:
     """Migrate a fresh SQLite database in `tmp`, start `python -m <module>` per module, wait until ready."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INKWELL_")}
     env.update(
         INKWELL_DATABASE_URL=f"sqlite:///{tmp / 'inkwell.db'}",
@@ -150,7 +131,7 @@ def _start(tmp: Path, shared_data: Path, modules: tuple[str, ...], **extra_env: 
             return all(" ready: queue " in p.log_path.read_text(errors="replace")
                        for p in svc.processes if p.module == "worker")
 
-        wait_for(ready, f"{' and '.join(modules)} to be ready", START_TIMEOUT, svc.logs)
+        wait_for(ready, f"{' and '.join(modules)} to be ready", START_TIMEOUT, 0.25, svc.logs)
     except BaseException:
         svc.stop()
         raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,22 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import free_port, wait_for
 from tests.worker.conftest import (  # noqa: F401 - fixtures re-exported for this folder
     ROOT,
     Stack,
     make_stack,
     pg_database,
     redis_db,
-    wait_for,
 )
 
 pytestmark = pytest.mark.services
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ApiProcess:

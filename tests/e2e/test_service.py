@@ -8,7 +8,8 @@ import pytest
 
 from ml.data.images import load_images
 from tests.api.trained import digit_png_dark_on_light
-from tests.e2e.conftest import Service, wait_for
+from tests.e2e.conftest import Service
+from tests.support import wait_for
 
 pytestmark = pytest.mark.services
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,25 +33,13 @@ from core.queue import enqueue_training, make_celery
 from core.settings import Settings
 from core.storage import ArtifactStore
 from ml.config import TrainConfig
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("INKWELL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INKWELL_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")  # this suite's own DB
 POLL_TIMEOUT = 120.0  # two shared cores: be patient
 
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = POLL_TIMEOUT, interval: float = 0.1,
-             on_timeout: Callable[[], str] | None = None) -> Any:
-    """Poll until `predicate()` is truthy and return its value; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = on_timeout() if on_timeout else ""
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{extra}")
-        time.sleep(interval)
 
 
 class WorkerProcess:

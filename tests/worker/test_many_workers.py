@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.worker.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.services
 

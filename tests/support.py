@@ -1,0 +1,31 @@
+"""Small helpers the process-level test suites share (worker, e2e, browser, make run)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 120.0, interval: float = 0.1,
+             on_timeout: Callable[[], str] | None = None) -> Any:
+    """Poll until `predicate()` is truthy and return its value; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = on_timeout() if on_timeout else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{extra}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
