@@ -1,4 +1,5 @@
-"""Request dependencies: settings, a database session per request, the Celery client, the API key check."""
+"""Request dependencies: settings, a database session per request, the Celery client, the API key check,
+and the run named in the path (404 when there is none)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from celery import Celery
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from core.models import Run
+from core.runs import get_run
 from core.settings import Settings
+from core.storage import RUN_ID
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -46,5 +50,25 @@ def require_api_key(
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def is_id(value: str) -> bool:
+    """Whether `value` has the shape of a run or sweep id (32 lowercase hex characters)."""
+    return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
+
+
+def find_run(session: Session, run_id: str) -> Run:
+    """The run, or 404 (also for ids that are not 32 hex characters)."""
+    run = get_run(session, run_id) if is_id(run_id) else None
+    if run is None:
+        raise HTTPException(404, f"no run {run_id[:64]!r}")
+    return run
+
+
+def get_path_run(run_id: str, session: SessionDep) -> Run:
+    return find_run(session, run_id)
+
+
+RunDep = Annotated[Run, Depends(get_path_run)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ApiKey = Depends(require_api_key)

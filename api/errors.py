@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.training import BrokerUnavailable, TrainingRejected
 from ml.errors import CheckpointError, InputError, InputTooLarge, MLError
 
 log = logging.getLogger("inkwell.api")
@@ -29,6 +30,14 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
+
+    @app.exception_handler(TrainingRejected)
+    async def training_rejected(_: Request, exc: TrainingRejected) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(InputTooLarge)
     async def too_large(_: Request, exc: InputTooLarge) -> JSONResponse:

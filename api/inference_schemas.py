@@ -2,13 +2,103 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from api.schemas import ModelName
+from ml.kinds import all_kinds
 
 MAX_TEXT_CHARS = 200
 MAX_TEXTS = 256
 MAX_BEAM = 20
+MAX_TOP_K = 100
+
+# For the OpenAPI page: the bodies /predict and /activation-maps accept.
+IMAGE_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG, JPEG, ... any size",
+                        },
+                        "run_id": {"type": "string"},
+                        "top_k": {"type": "integer"},
+                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
+                        "format": {"type": "string", "enum": ["png", "json"]},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["pixels"],
+                    "properties": {
+                        "pixels": {
+                            "type": "array",
+                            "description": "28 rows of 28 numbers, 0..1 or 0..255, bright ink on black",
+                            "items": {"type": "array", "items": {"type": "number"}},
+                        },
+                        "run_id": {"type": "string"},
+                        "top_k": {"type": "integer"},
+                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
+                        "format": {"type": "string", "enum": ["png", "json"]},
+                    },
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _known_layer(layer: str | None) -> str | None:
+    layers = sorted({name for kind in all_kinds() for name in kind.activation_layers})
+    if layer is not None and layer not in layers:
+        raise ValueError(f"unknown layer {layer[:40]!r}; choose one of {', '.join(layers)}")
+    return layer
+
+
+class ImageOptions(BaseModel):
+    """Options of an image request, from the query string and the body's fields (the body wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = Field(None, max_length=64, description="a succeeded run; default: promoted, else best")
+    model: ModelName | None = Field(None, description="the kind to answer with when no run_id is given")
+
+
+class PredictOptions(ImageOptions):
+    top_k: int = Field(3, ge=1, le=MAX_TOP_K, description="how many classes to list")
+    include_input: bool = Field(False, description="also return the 28x28 input as a PNG data URL")
+
+
+class ActivationOptions(ImageOptions):
+    layer: Annotated[str | None, AfterValidator(_known_layer)] = Field(
+        None, description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12); default: the kind's first layer"
+    )
+    format: Literal["png", "json"] = "png"
+
+
+Options = TypeVar("Options", bound=ImageOptions)
+
+
+def parse_options(model: type[Options], query: dict[str, Any], fields: dict[str, Any]) -> Options:
+    """`model` validated from the query values given and the body's fields; 422 (the usual JSON) otherwise."""
+    values = {k: v for k, v in query.items() if v is not None}
+    values.update({k: v for k, v in fields.items() if v is not None and v != ""})
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
 
 
 class TopK(BaseModel):
@@ -49,7 +139,8 @@ class TransliterateRequest(BaseModel):
         0.0, ge=0.0, le=5.0, description="score = log_prob / length ** length_penalty"
     )
     return_attention: bool = Field(False, description="include the best hypothesis's attention matrix")
-    run_id: str | None = Field(None, description="a succeeded seq2seq run; default: promoted, else best")
+    run_id: str | None = Field(None, max_length=64, description="a succeeded run; default: promoted, else best")
+    model: ModelName | None = Field(None, description="the kind to answer with when no run_id is given")
 
     @model_validator(mode="after")
     def _check(self) -> TransliterateRequest:

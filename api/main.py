@@ -15,10 +15,12 @@ from core.db import make_engine
 from core.queue import make_celery
 from core.settings import Settings, ensure_dirs, get_settings
 from core.storage import ArtifactStore
+from ml.kinds import load_kind_modules
 
 DESCRIPTION = """
-Train, track and serve two small deep-learning models: the KMNIST image classifier (CNN) and a
-character-level Spanish→English seq2seq model. `POST /train` queues a job for a Celery worker;
+Train, track and serve small deep-learning models, one declaration per kind (`GET /models`): the KMNIST
+image classifier (CNN) and a character-level Spanish→English seq2seq model are built in.
+`POST /train` queues a job for a Celery worker;
 `GET /runs/{id}/metrics` follows it epoch by epoch; `/predict`, `/activation-maps` and `/transliterate`
 answer with trained models.
 """
@@ -26,6 +28,7 @@ answer with trained models.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    load_kind_modules(settings.kind_modules)  # kinds registered outside ml/kinds (INKWELL_KIND_MODULES)
     ensure_dirs(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(title="inkwell", version="0.1.0", description=DESCRIPTION)

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.errors import CheckpointError
-from ml.inference import Classifier, Transliterator, load_predictor
+from ml.inference import Predictor, load_predictor
 
-Predictor = Classifier | Transliterator
 # What identifies one version of a checkpoint file: modification time (ns), size and inode.
 Signature = tuple[int, int, int]
 
@@ -84,7 +83,3 @@ class ModelCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
-
-    def __contains__(self, run_id: object) -> bool:
-        with self._lock:
-            return any(key[0] == run_id for key in self._entries)

@@ -1,15 +1,38 @@
-"""Request and response bodies of the control-plane routes (training, runs, sweeps, models, health)."""
+"""Request and response bodies of the control-plane routes (training, runs, sweeps, models, health).
+
+Model kinds are not spelled here: a `ModelName` is any kind registered in ml.kinds (checked when a request
+is validated, listed as an enum when the OpenAPI schema is built), and the per-kind metric names
+(`val_accuracy`, `test_error_rate`, ...) come from the kind's declaration.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-ModelName = Literal["cnn", "seq2seq"]
+from ml.kinds import all_kinds, get_kind, kind_names
+
+
+def _registered(name: str) -> str:
+    get_kind(name)  # UnknownKind (a ValueError) lists the registered kinds
+    return name
+
+
+def _kinds_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(kind_names())
+
+
+ModelName = Annotated[str, AfterValidator(_registered), Field(json_schema_extra=_kinds_enum)]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-MetricName = Literal["accuracy", "error_rate"]
+MetricName = Annotated[str, Field(description="the kind's metric, e.g. accuracy or error_rate")]
+# Responses carry each kind's metric under its own name: val_accuracy, test_error_rate, ...
+METRIC_VALUES = {"additionalProperties": {"anyOf": [{"type": "number"}, {"type": "null"}]}}
+
+
+def _train_examples(schema: dict[str, Any]) -> None:
+    schema["examples"] = [{"model": k.name, "dataset": k.default_dataset, **k.defaults} for k in all_kinds()]
 
 # Learning rates: strictly positive and no larger than this.
 MAX_LEARNING_RATE = 10.0
@@ -18,27 +41,15 @@ LearningRate = Annotated[float, Field(gt=0, le=MAX_LEARNING_RATE)]
 
 
 class TrainRequest(BaseModel):
-    """`POST /train`: anything left out takes the assignment's default for the model (ml.config.DEFAULTS)."""
+    """`POST /train`: anything left out takes the kind's default (its declaration in ml/kinds)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {"model": "cnn", "dataset": "kmnist", "learning_rate": 0.0005, "epochs": 20, "batch_size": 8,
-                 "optimizer": "adam", "dropout": 0.3, "l2_decay": 0, "seed": 42},
-                {"model": "cnn", "learning_rates": [0.01, 0.0005, 0.00001], "epochs": 5},
-                {"model": "seq2seq", "dataset": "spa-eng", "attention": True, "learning_rate": 0.003,
-                 "epochs": 50, "batch_size": 64, "hidden_size": 128, "dropout": 0.3},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_train_examples)
 
     model: ModelName
     dataset: str | None = Field(
         None, max_length=255,
         description="kmnist | mnist | fashion-mnist, or a folder inside DATA_DIR (see GET /datasets); "
-                    "default kmnist for cnn, spa-eng for seq2seq",
+                    "default: the kind's default dataset (GET /models)",
     )
     learning_rate: LearningRate | None = None
     learning_rates: list[LearningRate] | None = Field(
@@ -52,10 +63,10 @@ class TrainRequest(BaseModel):
     l2_decay: float | None = Field(None, ge=0)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     limit: int | None = Field(None, ge=1, description="cap on examples per split, for quick trials")
-    attention: bool | None = Field(None, description="seq2seq only")
-    hidden_size: int | None = Field(None, ge=8, le=1024, description="seq2seq only")
-    max_length: int | None = Field(None, ge=2, le=200, description="seq2seq only: keep shorter pairs")
-    direction: Literal["spa-eng", "eng-spa"] | None = Field(None, description="seq2seq only")
+    attention: bool | None = Field(None, description="text-pair kinds only")
+    hidden_size: int | None = Field(None, ge=8, le=1024, description="text-pair kinds only")
+    max_length: int | None = Field(None, ge=2, le=200, description="text-pair kinds only: keep shorter pairs")
+    direction: Literal["spa-eng", "eng-spa"] | None = Field(None, description="text-pair kinds only")
 
     @model_validator(mode="after")
     def _one_learning_rate_field(self) -> TrainRequest:
@@ -77,7 +88,8 @@ class TrainResponse(BaseModel):
 class DatasetInfo(BaseModel):
     name: str
     kind: Literal["images", "pairs"]
-    model: ModelName = Field(description="the model this dataset trains")
+    model: str = Field(description="the first kind this dataset trains (see `models` for all)")
+    models: list[str] = Field(description="every registered kind that trains on this dataset")
     builtin: bool = Field(description="kmnist, mnist, fashion-mnist (downloaded on first use when missing)")
     available: bool = Field(description="whether its files are already in DATA_DIR")
 
@@ -86,28 +98,21 @@ class DatasetList(BaseModel):
     datasets: list[DatasetInfo]
 
 
-class EpochBase(BaseModel):
+class Epoch(BaseModel):
+    """One epoch: training loss, seconds, and the kind's validation metric as `val_<metric>`."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=METRIC_VALUES)
+
     epoch: int
     train_loss: float | None
     seconds: float
-
-
-class CnnEpoch(EpochBase):
-    val_accuracy: float | None
-
-
-class Seq2SeqEpoch(EpochBase):
-    val_error_rate: float | None
-
-
-Epoch = CnnEpoch | Seq2SeqEpoch
 
 
 class RunOut(BaseModel):
     """A run as stored now; timestamps are ISO 8601 in UTC."""
 
     id: str
-    model: ModelName
+    model: str
     dataset: str
     config: dict[str, Any]
     status: RunStatus
@@ -119,9 +124,9 @@ class RunOut(BaseModel):
     epochs_total: int
     epochs_done: int
     latest_epoch: Epoch | None
-    metric: MetricName = Field(description="validation/test metric: accuracy (cnn) or error_rate (seq2seq)")
+    metric: MetricName
     best_val_metric: float | None
-    test_metric_name: Literal["test_accuracy", "test_error_rate"]
+    test_metric_name: str = Field(description="test_<metric>")
     test_metric: float | None
     created_at: datetime
     started_at: datetime | None
@@ -134,24 +139,16 @@ class RunList(BaseModel):
     runs: list[RunOut]
 
 
-class MetricsBase(BaseModel):
+class RunMetrics(BaseModel):
+    """Per-epoch metrics, and the test metric as `test_<metric>` (null until the run has finished)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=METRIC_VALUES)
+
     run_id: str
-    model: ModelName
+    model: str
     status: RunStatus
     epochs_total: int
-
-
-class CnnMetrics(MetricsBase):
-    epochs: list[CnnEpoch]
-    test_accuracy: float | None
-
-
-class Seq2SeqMetrics(MetricsBase):
-    epochs: list[Seq2SeqEpoch]
-    test_error_rate: float | None
-
-
-RunMetrics = CnnMetrics | Seq2SeqMetrics
+    epochs: list[Epoch]
 
 
 class SweepRow(BaseModel):
@@ -169,7 +166,7 @@ class SweepRow(BaseModel):
 
 class SweepOut(BaseModel):
     sweep_id: str
-    model: ModelName
+    model: str
     dataset: str
     metric: MetricName
     higher_is_better: bool
@@ -186,8 +183,13 @@ class PromoteRequest(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    model: ModelName
+    model: str
     metric: MetricName
+    higher_is_better: bool
+    data_kind: Literal["images", "pairs"]
+    default_dataset: str
+    serves: Literal["predict", "transliterate"] = Field(description="the endpoint its models answer")
+    description: str
     promoted_run_id: str | None
     promoted_at: datetime | None
     serving_run_id: str | None = Field(

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import apply_threads, base_parser, emit, machine_info, median, ratio, summary, timed
 from ml.config import TrainConfig
-from ml.tasks import ImageTask
+from ml.kinds import get_kind
 
 Batches = Callable[[], Iterable[tuple[Tensor, Tensor]]]
 CHUNK = 50  # steps per turn in the interleaved epochs
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     apply_threads(args.threads)
     info = machine_info()
     config = TrainConfig.for_model("cnn", f"idx:{args.data_dir / 'mnist-8k'}", seed=args.seed)
-    task = ImageTask(config, args.data_dir, torch.device("cpu"))
+    task = get_kind("cnn").recipe(config, args.data_dir, torch.device("cpu"))
     images, labels = task.splits["train"]
     bs, lr = config.batch_size, config.learning_rate
     torch.manual_seed(args.seed)

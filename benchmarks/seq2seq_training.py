@@ -1,6 +1,6 @@
 """Seq2seq training epoch: inkwell's path against a decoder that steps one character at a time.
 
-Target: inkwell's epoch (length-bucketed `PairTask` batches + `Seq2Seq.forward`, the decoder over the whole
+Target: inkwell's epoch (length-bucketed `PairRecipe` batches + `Seq2Seq.forward`, the decoder over the whole
 target in one call) is at least 3x faster than the assignment's formulation: random batches of 64 from an
 index permutation, the encoder on a packed padded batch, and the decoder LSTM called once per target
 character with attention at each step. Both start from the same weights, with Adam at the same rate.
@@ -27,9 +27,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from benchmarks.common import apply_threads, base_parser, emit, machine_info, ratio, summary, timed
 from ml.config import TrainConfig
 from ml.data.text import PAD
+from ml.kinds import get_kind
 from ml.models.attention import BilinearAttention
 from ml.models.seq2seq import Seq2Seq
-from ml.tasks import PairTask
+from ml.recipes import PairRecipe
 
 TARGET_SPEEDUP = 3.0
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]  # src (B, S), src_len (B,), tgt_in (B, T), tgt_out (B, T)
@@ -80,7 +81,7 @@ def _ce(logits: Tensor, tgt_out: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1), ignore_index=PAD)
 
 
-def random_batches(task: PairTask, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+def random_batches(task: PairRecipe, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
     """The assignment's batches: slices of a random permutation, each padded to its own longest row."""
     order = torch.randperm(task.n_train, generator=generator)  # (N,)
     for start in range(0, task.n_train, batch_size):
@@ -113,7 +114,7 @@ def run_epoch(
 PATHS = ("reference_stepping", "stepping_model_dropout", "whole_sequence_random", "inkwell")
 
 
-def _passes(task: PairTask, batch_size: int, seed: int) -> dict[str, Pass]:
+def _passes(task: PairRecipe, batch_size: int, seed: int) -> dict[str, Pass]:
     def gen() -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
@@ -131,7 +132,7 @@ def _passes(task: PairTask, batch_size: int, seed: int) -> dict[str, Pass]:
             rand, lambda m, b: _ce(reference_logits(m, b[0], b[1], b[2], dropout=m.dropout), b[3])),
         # Seq2Seq.forward on the same random batches: packed encoder, decoder over the whole sequence
         "whole_sequence_random": (rand, model_loss),
-        # inkwell: PairTask's length-bucketed batches (unpacked encoder, less padding) + Seq2Seq.forward
+        # inkwell: PairRecipe's length-bucketed batches (unpacked encoder, less padding) + Seq2Seq.forward
         "inkwell": (lambda: task.batches(batch_size, gen()), model_loss),
     }
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = machine_info()
     config = TrainConfig.for_model("seq2seq", f"pairs:{args.data_dir / 'spa-eng'}",
                                    attention=not args.no_attention, seed=args.seed)
-    task = PairTask(config, args.data_dir, torch.device("cpu"))
+    task = get_kind("seq2seq").recipe(config, args.data_dir, torch.device("cpu"))
     torch.manual_seed(args.seed)
     initial = task.build_model().state_dict()
     model = task.build_model()

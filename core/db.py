@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import ensure_sqlite_parent, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Reads pass this so rows already in the session are overwritten: other processes change runs under us.
+FRESH = {"populate_existing": True}
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -67,11 +69,6 @@ def get_sessionmaker() -> sessionmaker[Session]:
     repository can be used after its session has closed.
     """
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
-
-
-def SessionLocal() -> Session:  # noqa: N802 - named like the usual factory it stands for
-    """A new session from the process-wide factory (close it, or use `session_scope()`)."""
-    return get_sessionmaker()()
 
 
 @contextmanager

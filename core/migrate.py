@@ -23,8 +23,3 @@ def alembic_config(url: str | None = None, configure_logger: bool = False) -> Co
 def upgrade_head(url: str | None = None) -> None:
     """Create or update the schema of `url` (default: the settings' database) to the newest revision."""
     command.upgrade(alembic_config(url), "head")
-
-
-def downgrade_base(url: str | None = None) -> None:
-    """Drop everything the migrations created."""
-    command.downgrade(alembic_config(url), "base")

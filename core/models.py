@@ -25,9 +25,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ml.config import MODELS
-
-MODEL_NAMES: tuple[str, ...] = tuple(MODELS)  # "cnn", "seq2seq"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 
@@ -80,11 +77,10 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
-        CheckConstraint(_one_of("model", MODEL_NAMES), name="model"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4().hex
-    model: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(32))  # a kind name (ml.kinds), checked by the API, not here
     dataset: Mapped[str] = mapped_column(String(255))
     config: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued", index=True)
@@ -172,9 +168,8 @@ class PromotedModel(Base):
     """The run currently serving predictions for one model kind."""
 
     __tablename__ = "promoted_models"
-    __table_args__ = (CheckConstraint(_one_of("model", MODEL_NAMES), name="model"),)
 
-    model: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     promoted_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -1,22 +1,28 @@
 """Run results: per-epoch and final metrics, artifacts, the best run and the promoted one.
 
-Part of the run repository (core.runs re-exports everything here); writes commit before returning.
+The other half of the repository is core.runs (a run's life: create, claim, lease, finish, cancel).
+Every function takes a Session; writes commit before returning.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from core.db import FRESH
 from core.models import Artifact, EpochMetric, FinalMetric, PromotedModel, Run, utcnow
+from core.storage import ArtifactStore
 from core.upsert import upsert
+from ml.kinds import find_kind
 
-# The validation metric per model: accuracy (higher is better) or error rate (lower is better).
-HIGHER_IS_BETTER = {"cnn": True, "seq2seq": False}
-# Reads overwrite objects already in the session: other processes change runs under us.
-_FRESH = {"populate_existing": True}
+
+def higher_is_better(model: str) -> bool:
+    """Whether a larger validation metric is better for kind `model` (unknown kinds: True)."""
+    kind = find_kind(model)
+    return kind.higher_is_better if kind is not None else True
 
 
 def _finite(value: float | None) -> float | None:
@@ -37,7 +43,7 @@ def record_epoch(
     row = {"run_id": run_id, "epoch": int(epoch), **values}
     upsert(session, EpochMetric, row, ["run_id", "epoch"], list(values))
     model = session.scalar(select(Run.model).where(Run.id == run_id))
-    best = func.max if HIGHER_IS_BETTER.get(model or "", True) else func.min
+    best = func.max if higher_is_better(model or "") else func.min
     best_value = session.scalar(select(best(EpochMetric.val_metric)).where(EpochMetric.run_id == run_id))
     session.execute(update(Run).where(Run.id == run_id).values(best_val_metric=best_value)
                     .execution_options(synchronize_session=False))
@@ -57,7 +63,7 @@ def add_artifact(session: Session, run_id: str, kind: str, name: str, path: str,
     upsert(session, Artifact, {"run_id": run_id, "name": name, **values}, ["run_id", "name"], list(values))
     session.commit()
     stmt = select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
-    return session.scalars(stmt, execution_options=_FRESH).one()
+    return session.scalars(stmt, execution_options=FRESH).one()
 
 
 def promote(session: Session, model: str, run_id: str) -> PromotedModel:
@@ -78,28 +84,47 @@ def promote(session: Session, model: str, run_id: str) -> PromotedModel:
 def promoted_run(session: Session, model: str) -> Run | None:
     """The run promoted for `model`, if any."""
     stmt = select(Run).join(PromotedModel, PromotedModel.run_id == Run.id).where(PromotedModel.model == model)
-    return session.scalar(stmt, execution_options=_FRESH)
+    return session.scalar(stmt, execution_options=FRESH)
 
 
-def best_run(session: Session, model: str) -> Run | None:
-    """The succeeded run of `model` with the best validation metric (max accuracy / min error rate)."""
-    order = Run.best_val_metric.desc() if HIGHER_IS_BETTER[model] else Run.best_val_metric.asc()
-    stmt = (
-        select(Run)
-        .where(Run.model == model, Run.status == "succeeded", Run.best_val_metric.is_not(None))
-        .order_by(order, Run.finished_at.desc(), Run.id)
-        .limit(1)
-    )
-    return session.scalar(stmt, execution_options=_FRESH)
+def best_run(session: Session, model: str, *, sweep_id: str | None = None) -> Run | None:
+    """The run of `model` with the best validation metric (by the kind's direction).
+
+    Without `sweep_id`: among succeeded runs only (the run that serves by default). With it: among the
+    sweep's runs, succeeded ones first, so a sweep still training shows its best run so far.
+    """
+    metric = Run.best_val_metric.desc() if higher_is_better(model) else Run.best_val_metric.asc()
+    stmt = select(Run).where(Run.model == model, Run.best_val_metric.is_not(None))
+    if sweep_id is None:
+        stmt = stmt.where(Run.status == "succeeded")
+    else:
+        stmt = stmt.where(Run.sweep_id == sweep_id)
+    succeeded_first = case((Run.status == "succeeded", 0), else_=1)
+    stmt = stmt.order_by(succeeded_first, metric, Run.finished_at.desc(), Run.id).limit(1)
+    return session.scalar(stmt, execution_options=FRESH)
 
 
 def epochs(session: Session, run_id: str) -> list[EpochMetric]:
     """The run's epoch metrics in epoch order."""
     stmt = select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch)
-    return list(session.scalars(stmt, execution_options=_FRESH))
+    return list(session.scalars(stmt, execution_options=FRESH))
 
 
 def final_metrics(session: Session, run_id: str) -> dict[str, float | None]:
     """The run's final metrics by name."""
     rows = session.execute(select(FinalMetric.name, FinalMetric.value).where(FinalMetric.run_id == run_id))
     return {name: value for name, value in rows}
+
+
+def checkpoint_file(session: Session, store: ArtifactStore, run_id: str) -> Path | None:
+    """The run's checkpoint on disk: a registered checkpoint artifact, else the store's usual place."""
+    stmt = select(Artifact.path).where(Artifact.run_id == run_id, Artifact.kind == "checkpoint")
+    for relative in session.scalars(stmt):
+        try:
+            path = store.resolve(relative)
+        except ValueError:
+            continue
+        if path.is_file():
+            return path
+    default = store.checkpoint_path(run_id)
+    return default if default.is_file() else None

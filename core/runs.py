@@ -1,8 +1,14 @@
-"""Run repository shared by api/ and worker/.
+"""Run repository, a run's life: create (idempotently), claim (lease), heartbeat, finish, cancel, list.
 
-Every function takes a Session. Functions that write commit before returning, so a claim or a
-heartbeat is visible to other processes at once; returned objects stay usable after the session
-closes (the session factory sets expire_on_commit=False).
+Results (epochs, final metrics, artifacts, best and promoted runs) are in core.results. Every function
+takes a Session. Functions that write commit before returning, so a claim or a heartbeat is visible to
+other processes at once; returned objects stay usable after the session closes (expire_on_commit=False).
+
+Idempotency: runs made with an `Idempotency-Key` carry it. A sweep shares one key over several runs, so
+no unique index can guard it; instead the lookup and the insert happen in one transaction that first
+takes a lock: a PostgreSQL advisory transaction lock on the key, or on SQLite the database's write lock
+(taken by a no-op UPDATE before anything is read). A concurrent retry waits for the first request to
+commit, then finds its runs.
 """
 
 from __future__ import annotations
@@ -11,37 +17,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, true, update
+from sqlalchemy import and_, false, func, literal, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
-from core.models import (
-    FINISHED_STATUSES,
-    MODEL_NAMES,
-    RUN_STATUSES,
-    Run,
-    UTCDateTime,
-    utcnow,
-)
-from core.results import (
-    _FRESH,
-    HIGHER_IS_BETTER,
-    add_artifact,
-    best_run,
-    epochs,
-    final_metrics,
-    promote,
-    promoted_run,
-    record_epoch,
-    record_final,
-)
-from ml.config import DEFAULTS
-
-# core.runs is the whole repository: the result functions live in core.results and are re-exported.
-__all__ = [
-    "HIGHER_IS_BETTER", "add_artifact", "best_run", "claim_run", "create_runs", "epochs", "final_metrics",
-    "find_by_idempotency_key", "finish_run", "get_run", "heartbeat", "is_cancel_requested", "list_runs",
-    "promote", "promoted_run", "record_epoch", "record_final", "request_cancel", "runs_by_status_counts",
-]
+from core.db import FRESH
+from core.models import FINISHED_STATUSES, RUN_STATUSES, Run, UTCDateTime, utcnow
+from ml.kinds import get_kind
 
 
 def _reload(session: Session, run_id: str) -> Run | None:
@@ -57,14 +38,13 @@ def create_runs(
     idempotency_key: str | None = None,
 ) -> list[Run]:
     """Queue one run per config (a sweep when several); `epochs_total` comes from config["epochs"]."""
-    if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    defaults = get_kind(model).defaults  # UnknownKind (a ValueError) for a kind nobody registered
     if not configs:
         raise ValueError("at least one configuration is needed")
     now = utcnow()
     runs = []
     for i, config in enumerate(configs):
-        n_epochs = int(config.get("epochs") or DEFAULTS.get(model, {}).get("epochs", 1))
+        n_epochs = int(config.get("epochs") or defaults.get("epochs", 1))
         runs.append(Run(
             id=uuid.uuid4().hex, model=model, dataset=dataset, config=dict(config), status="queued",
             sweep_id=sweep_id, idempotency_key=idempotency_key, attempt=0, epochs_total=n_epochs,
@@ -75,10 +55,67 @@ def create_runs(
     return runs
 
 
+def _lock_key(session: Session, key: str) -> None:
+    """Serialise transactions carrying `key` until this one ends (see the module docstring)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"inkwell.idempotency:{key}"})
+    elif dialect == "sqlite":
+        session.execute(update(Run).where(false()).values(idempotency_key=Run.idempotency_key)
+                        .execution_options(synchronize_session=False))
+
+
+def create_or_find_runs(
+    session: Session,
+    configs: list[dict[str, Any]],
+    model: str,
+    dataset: str,
+    sweep_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[list[Run], bool]:
+    """(runs, created): runs made now, or those an earlier call with the same idempotency key made."""
+    if idempotency_key is None:
+        return create_runs(session, configs, model, dataset, sweep_id=sweep_id), True
+    session.rollback()  # start a fresh transaction whose first statement takes the lock
+    try:
+        _lock_key(session, idempotency_key)
+        existing = find_by_idempotency_key(session, idempotency_key)
+        if existing:
+            session.rollback()
+            return existing, False
+        made = create_runs(session, configs, model, dataset, sweep_id=sweep_id, idempotency_key=idempotency_key)
+        return made, True
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def same_request(runs: list[Run], model: str, dataset: str, configs: list[dict[str, Any]]) -> bool:
+    """Whether `runs` were made from exactly this model, dataset and configs (an idempotent retry)."""
+    return [(r.model, r.dataset, r.config) for r in runs] == [(model, dataset, c) for c in configs]
+
+
+def set_task_id(session: Session, run_id: str, task_id: str) -> None:
+    """Record the broker message that carries the run."""
+    session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id)
+                    .execution_options(synchronize_session=False))
+    session.commit()
+
+
+def fail_unqueued(session: Session, run_ids: list[str], reason: str) -> None:
+    """Runs whose message could not be sent: failed, and their idempotency key freed for a retry."""
+    for run_id in run_ids:
+        finish_run(session, run_id, "failed", error=f"could not queue: {reason}")
+    session.execute(update(Run).where(Run.id.in_(run_ids)).values(idempotency_key=None)
+                    .execution_options(synchronize_session=False))
+    session.commit()
+
+
 def find_by_idempotency_key(session: Session, key: str) -> list[Run]:
     """The runs created with `key`, oldest first (empty if none)."""
     stmt = select(Run).where(Run.idempotency_key == key).order_by(Run.created_at, Run.id)
-    return list(session.scalars(stmt, execution_options=_FRESH))
+    return list(session.scalars(stmt, execution_options=FRESH))
 
 
 def get_run(session: Session, run_id: str) -> Run | None:
@@ -101,7 +138,7 @@ def list_runs(
         stmt = stmt.where(Run.model == model)
     if sweep_id is not None:
         stmt = stmt.where(Run.sweep_id == sweep_id)
-    return list(session.scalars(stmt, execution_options=_FRESH))
+    return list(session.scalars(stmt, execution_options=FRESH))
 
 
 def claim_run(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # scheme (sqlite, sqlite+pysqlite, sqla+sqlite, db+sqlite, ...) :/// path [?query]
 _SQLITE_URL = re.compile(r"^(?P<scheme>[\w.+-]*sqlite[\w.+-]*):///(?P<path>[^?]*)(?P<query>\?.*)?$")
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(10, gt=0)
     lease_seconds: float = Field(60, gt=0)
     model_cache_size: int = Field(4, ge=1)
+    # Modules imported at startup that register more model kinds (ml.kinds.register_kind), comma-separated.
+    kind_modules: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = Field(8000, gt=0, lt=65536, validation_alias=AliasChoices("INKWELL_PORT", "PORT"))
 
     @field_validator("database_url", "broker_url", "result_backend")
@@ -64,6 +67,13 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_dir(cls, value: Path) -> Path:
         return (Path.cwd() / value.expanduser()).resolve()
+
+    @field_validator("kind_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("api_key", "result_backend", mode="before")
     @classmethod

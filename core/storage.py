@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
+from ml.config import CHECKPOINT_NAME
+
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def validate_run_id(run_id: str) -> str:
@@ -30,24 +31,21 @@ class ArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
 
-    def run_dir(self, run_id: str) -> Path:
-        """The folder of one run's files (created)."""
+    def run_dir(self, run_id: str, *, create: bool = False) -> Path:
+        """The folder of one run's files (made only with create=True: reads never create folders)."""
         path = self.root / "runs" / validate_run_id(run_id)
-        path.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def checkpoint_path(self, run_id: str) -> Path:
-        """Where the run's checkpoint is written."""
+        """Where the run's checkpoint is (fit writes it in the run's folder)."""
         return self.run_dir(run_id) / CHECKPOINT_NAME
 
     def plot_path(self, run_id: str, name: str) -> Path:
-        """Where the run's plot `name` is written (`.png` added unless `name` has it)."""
+        """Where the run's plot `name` is written (`.png` added unless `name` has it; the folder is made)."""
         name = validate_file_name(name)
-        return self.run_dir(run_id) / (name if name.endswith(".png") else f"{name}.png")
-
-    def file_path(self, run_id: str, name: str) -> Path:
-        """Where any other file `name` of the run is written."""
-        return self.run_dir(run_id) / validate_file_name(name)
+        return self.run_dir(run_id, create=True) / (name if name.endswith(".png") else f"{name}.png")
 
     def relative(self, path: str | Path) -> str:
         """`path` (inside the store) relative to the root, with forward slashes, for the database."""

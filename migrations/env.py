@@ -69,7 +69,17 @@ def run_migrations_online() -> None:
     engine = make_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Batch mode copies a table and drops the old one; with foreign keys on, that DROP would
+                # cascade to every child row. Off for the migration (outside any transaction), checked after.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
             configure(conn)
+            if conn.dialect.name == "sqlite":
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                conn.commit()
+                if broken:
+                    raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
     finally:
         engine.dispose()
 

@@ -16,7 +16,6 @@ from ml.errors import CheckpointError
 
 FORMAT = "inkwell-checkpoint"
 VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> Path:

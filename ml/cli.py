@@ -14,6 +14,7 @@ from typing import Any
 
 from ml import commands
 from ml.errors import MLError
+from ml.kinds import get_kind, kind_names, load_kind_modules
 
 
 def _data_dir() -> Path:
@@ -21,6 +22,7 @@ def _data_dir() -> Path:
 
 
 def _train_args(p: argparse.ArgumentParser, model: str) -> None:
+    options = get_kind(model).options
     p.add_argument("--data", required=True, help="dataset spec (kmnist, mnist, fashion-mnist, idx:PATH, pairs:PATH)")
     p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
     p.add_argument("--epochs", type=int)
@@ -30,10 +32,13 @@ def _train_args(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--l2-decay", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="use at most this many examples per split (quick trials)")
-    if model == "seq2seq":
+    if "attention" in options:
         p.add_argument("--attention", action="store_true", default=None)
+    if "hidden_size" in options:
         p.add_argument("--hidden-size", type=int)
+    if "max_length" in options:
         p.add_argument("--max-length", type=int)
+    if "direction" in options:
         p.add_argument("--direction", choices=["spa-eng", "eng-spa"])
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, metrics, plots)")
@@ -45,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train one model").add_subparsers(dest="model", required=True)
-    for model in ("cnn", "seq2seq"):
+    for model in kind_names():
         _train_args(train.add_parser(model, help=f"train the {model}"), model)
 
     sweep = sub.add_parser("sweep", help="learning-rate sweep").add_subparsers(dest="model", required=True)
-    for model in ("cnn", "seq2seq"):
+    for model in kind_names():
         p = sweep.add_parser(model, help=f"sweep the {model}'s learning rate")
         _train_args(p, model)
         p.add_argument("--lrs", required=True, help="comma-separated learning rates, e.g. 0.01,0.0005,0.00001")
@@ -96,6 +101,7 @@ def _emit(obj: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_kind_modules(os.environ.get("INKWELL_KIND_MODULES", "").split(","))
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

@@ -161,7 +161,7 @@ def translate(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _classifier(args: argparse.Namespace) -> Classifier:
     predictor = load_predictor(args.checkpoint, device=args.device)
     if not isinstance(predictor, Classifier):
-        raise InputError(f"{args.checkpoint} is a {predictor.kind} checkpoint; this command needs a cnn one")
+        raise InputError(f"{args.checkpoint} is a {predictor.kind} checkpoint; this command needs an image classifier")
     return predictor
 
 

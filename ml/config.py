@@ -1,23 +1,19 @@
-"""Training configuration: one dataclass for both models, with the assignment's defaults."""
+"""Training configuration: one dataclass for every kind of model; each kind (ml.kinds) declares its defaults."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-MODELS = ("cnn", "seq2seq")
-OPTIMIZERS = ("adam", "sgd")
+from ml.kinds import get_kind
 
-# The assignment's defaults per model; anything not listed uses the dataclass default.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "cnn": {"learning_rate": 0.0005, "epochs": 20, "batch_size": 8, "dropout": 0.3},
-    "seq2seq": {"learning_rate": 0.003, "epochs": 50, "batch_size": 64, "dropout": 0.3},
-}
+OPTIMIZERS = ("adam", "sgd")
+CHECKPOINT_NAME = "checkpoint.pt"  # the file `fit` writes (and resumes from) in its output folder
 
 
 @dataclass
 class TrainConfig:
-    model: str  # "cnn" | "seq2seq"
+    model: str  # a registered kind (ml.kinds): its declaration holds the defaults below it overrides
     data: str  # dataset spec: kmnist | mnist | fashion-mnist | idx:PATH | pairs:PATH
     learning_rate: float = 0.0005
     epochs: int = 20
@@ -35,8 +31,7 @@ class TrainConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        get_kind(self.model)  # UnknownKind (a ValueError) names the registered kinds
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not self.learning_rate > 0:
@@ -54,8 +49,8 @@ class TrainConfig:
 
     @classmethod
     def for_model(cls, model: str, data: str, **overrides: Any) -> TrainConfig:
-        """The assignment's defaults for `model`, with `overrides` (None values ignored) on top."""
-        values = {**DEFAULTS.get(model, {}), **{k: v for k, v in overrides.items() if v is not None}}
+        """The defaults of kind `model`, with `overrides` (None values ignored) on top."""
+        values = {**get_kind(model).defaults, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(model=model, data=data, **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,5 +63,5 @@ class TrainConfig:
 
     @property
     def metric(self) -> str:
-        """Name of the validation/test metric: accuracy for the CNN, error rate for seq2seq."""
-        return "accuracy" if self.model == "cnn" else "error_rate"
+        """Name of the kind's validation/test metric (e.g. accuracy, error_rate)."""
+        return get_kind(self.model).metric

@@ -7,7 +7,7 @@ on the model's device, and only turn results into Python objects after the step 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -125,11 +125,7 @@ def beam_search(
     done = torch.zeros(batch, dtype=torch.bool, device=device)  # (B,)
     max_norm = float(max_length) ** alpha
 
-    hist_tok: list[Tensor] = []  # per step (B, K): token of each live beam
-    hist_back: list[Tensor] = []  # per step (B, K): its parent among the previous step's live beams
-    hist_attn: list[Tensor] = []  # per step (B, K, S): attention of each parent row at this step
-    fin_mask: list[Tensor] = []  # per step (B, K): parent k's EOS continuation is finished here
-    fin_lp: list[Tensor] = []  # per step (B, K): its log-prob
+    trace = BeamTrace()
     for t in range(max_length):
         logits, state, attn = model.decode(prev, state, encoded)  # (B*K, 1, V), state, (B*K, 1, S) | None
         logp = F.log_softmax(logits[:, 0].float(), dim=-1).view(batch, k, vocab_size)  # (B, K, V)
@@ -144,8 +140,8 @@ def beam_search(
         eos_lp = cand.view(batch, k, vocab_size)[:, :, EOS]  # (B, K)
         hits = torch.zeros(batch, k, dtype=torch.int64, device=device)  # (B, K)
         finished_here = hits.scatter_add_(1, parent, final.long()) > 0  # (B, K)
-        fin_mask.append(finished_here)
-        fin_lp.append(eos_lp)
+        trace.fin_mask.append(finished_here)
+        trace.fin_lp.append(eos_lp)
         new_scores = eos_lp.masked_fill(~finished_here, float("-inf")) / float(t + 1) ** alpha  # (B, K)
         best_finished = (
             torch.cat([best_finished, new_scores], dim=1).topk(n_best, dim=1).values
@@ -156,10 +152,10 @@ def beam_search(
         scores = top_lp.gather(1, order)  # (B, K)
         live_parent = parent.gather(1, order)  # (B, K)
         live_tok = token.gather(1, order)  # (B, K)
-        hist_tok.append(live_tok)
-        hist_back.append(live_parent)
+        trace.tok.append(live_tok)
+        trace.back.append(live_parent)
         if attn is not None:
-            hist_attn.append(attn[:, 0].view(batch, k, -1))
+            trace.attn.append(attn[:, 0].view(batch, k, -1))
 
         rows = (row_base + live_parent).view(-1)  # (B*K,)
         state = (state[0].index_select(1, rows), state[1].index_select(1, rows))  # (1, B*K, H) each
@@ -169,72 +165,70 @@ def beam_search(
         if bool(done.all()):
             break
 
-    return _collect(
-        tgt_vocab, src_lengths, alpha, scores, done, hist_tok, hist_back, hist_attn, fin_mask, fin_lp, n_best
-    )
+    return trace.hypotheses(scores, done, src_lengths, tgt_vocab, alpha, n_best)
 
 
-def _collect(
-    tgt_vocab: Vocab,
-    src_lengths: Tensor,
-    alpha: float,
-    live_lp: Tensor,
-    done: Tensor,
-    hist_tok: list[Tensor],
-    hist_back: list[Tensor],
-    hist_attn: list[Tensor],
-    fin_mask: list[Tensor],
-    fin_lp: list[Tensor],
-    n_best: int,
-) -> list[list[Hypothesis]]:
-    """Pick each sentence's n_best among finished and (when not done) live beams, and rebuild them."""
-    steps = len(hist_tok)
-    batch, k = live_lp.shape
-    lengths = torch.arange(1, steps + 1, device=live_lp.device, dtype=torch.float32).view(steps, 1, 1)
-    fin_lp_t = torch.stack(fin_lp)  # (T, B, K)
-    fin_score = (fin_lp_t / lengths**alpha).masked_fill(~torch.stack(fin_mask), float("-inf"))  # (T, B, K)
-    live_score = (live_lp / float(steps) ** alpha).masked_fill(done.unsqueeze(1), float("-inf"))  # (B, K)
-    pool_score = torch.cat([fin_score.permute(1, 0, 2).reshape(batch, steps * k), live_score], dim=1)
-    pool_lp = torch.cat([fin_lp_t.permute(1, 0, 2).reshape(batch, steps * k), live_lp], dim=1)
-    best_score, best_idx = pool_score.topk(n_best, dim=1)  # (B, n_best)
-    best_lp = pool_lp.gather(1, best_idx)  # (B, n_best)
+@dataclass
+class BeamTrace:
+    """What beam search keeps per step to rebuild hypotheses at the end (each entry is one step)."""
 
-    tok = torch.stack(hist_tok).cpu().numpy()  # (T, B, K)
-    back = torch.stack(hist_back).cpu().numpy()  # (T, B, K)
-    att = torch.stack(hist_attn).float().cpu().numpy() if hist_attn else None  # (T, B, K, S)
-    best_score_l, best_idx_l, best_lp_l = best_score.tolist(), best_idx.tolist(), best_lp.tolist()
-    src_lens = src_lengths.cpu().tolist()
+    tok: list[Tensor] = field(default_factory=list)  # (B, K): token of each live beam
+    back: list[Tensor] = field(default_factory=list)  # (B, K): its parent among the previous live beams
+    attn: list[Tensor] = field(default_factory=list)  # (B, K, S): attention of each parent row
+    fin_mask: list[Tensor] = field(default_factory=list)  # (B, K): parent k's EOS continuation finished
+    fin_lp: list[Tensor] = field(default_factory=list)  # (B, K): its log-prob
 
-    results: list[list[Hypothesis]] = []
-    for b in range(batch):
-        hyps = []
-        for score, idx, lp in zip(best_score_l[b], best_idx_l[b], best_lp_l[b], strict=True):
-            if score == float("-inf"):
-                continue
-            if idx < steps * k:  # finished at step `end` as the EOS continuation of live beam `j`
-                end, j = divmod(idx, k)
-                toks, rows = [EOS], [att[end, b, j, : src_lens[b]] if att is not None else None]
-                last = end - 1
-            else:  # still live after the last step
-                j, toks, rows, last = idx - steps * k, [], [], steps - 1
-            for s in range(last, -1, -1):
-                parent = back[s, b, j]
-                toks.append(int(tok[s, b, j]))
-                rows.append(att[s, b, parent, : src_lens[b]] if att is not None else None)
-                j = parent
-            toks.reverse()
-            rows.reverse()
-            hyps.append(
-                Hypothesis(
-                    text=tgt_vocab.decode(toks),
-                    tokens=toks,
-                    log_prob=lp,
-                    score=score,
-                    attention=np.stack(rows) if att is not None else None,
+    def hypotheses(self, live_lp: Tensor, done: Tensor, src_lengths: Tensor, tgt_vocab: Vocab, alpha: float,
+                   n_best: int) -> list[list[Hypothesis]]:
+        """Each sentence's n_best among finished and (when not done) live beams, rebuilt from the trace."""
+        hist_tok, hist_back, hist_attn = self.tok, self.back, self.attn
+        steps = len(hist_tok)
+        batch, k = live_lp.shape
+        lengths = torch.arange(1, steps + 1, device=live_lp.device, dtype=torch.float32).view(steps, 1, 1)
+        fin_lp_t = torch.stack(self.fin_lp)  # (T, B, K)
+        fin_score = (fin_lp_t / lengths**alpha).masked_fill(~torch.stack(self.fin_mask), float("-inf"))  # (T, B, K)
+        live_score = (live_lp / float(steps) ** alpha).masked_fill(done.unsqueeze(1), float("-inf"))  # (B, K)
+        pool_score = torch.cat([fin_score.permute(1, 0, 2).reshape(batch, steps * k), live_score], dim=1)
+        pool_lp = torch.cat([fin_lp_t.permute(1, 0, 2).reshape(batch, steps * k), live_lp], dim=1)
+        best_score, best_idx = pool_score.topk(n_best, dim=1)  # (B, n_best)
+        best_lp = pool_lp.gather(1, best_idx)  # (B, n_best)
+
+        tok = torch.stack(hist_tok).cpu().numpy()  # (T, B, K)
+        back = torch.stack(hist_back).cpu().numpy()  # (T, B, K)
+        att = torch.stack(hist_attn).float().cpu().numpy() if hist_attn else None  # (T, B, K, S)
+        best_score_l, best_idx_l, best_lp_l = best_score.tolist(), best_idx.tolist(), best_lp.tolist()
+        src_lens = src_lengths.cpu().tolist()
+
+        results: list[list[Hypothesis]] = []
+        for b in range(batch):
+            hyps = []
+            for score, idx, lp in zip(best_score_l[b], best_idx_l[b], best_lp_l[b], strict=True):
+                if score == float("-inf"):
+                    continue
+                if idx < steps * k:  # finished at step `end` as the EOS continuation of live beam `j`
+                    end, j = divmod(idx, k)
+                    toks, rows = [EOS], [att[end, b, j, : src_lens[b]] if att is not None else None]
+                    last = end - 1
+                else:  # still live after the last step
+                    j, toks, rows, last = idx - steps * k, [], [], steps - 1
+                for s in range(last, -1, -1):
+                    parent = back[s, b, j]
+                    toks.append(int(tok[s, b, j]))
+                    rows.append(att[s, b, parent, : src_lens[b]] if att is not None else None)
+                    j = parent
+                toks.reverse()
+                rows.reverse()
+                hyps.append(
+                    Hypothesis(
+                        text=tgt_vocab.decode(toks),
+                        tokens=toks,
+                        log_prob=lp,
+                        score=score,
+                        attention=np.stack(rows) if att is not None else None,
+                    )
                 )
-            )
-        results.append(hyps)
-    return results
+            results.append(hyps)
+        return results
 
 
 def translate(

@@ -1,7 +1,11 @@
-"""Loaded checkpoints ready to answer: `Classifier` for the CNN, `Transliterator` for seq2seq."""
+"""Loaded checkpoints ready to answer: `Classifier` (image classifiers) and `Transliterator` (seq2seq).
+
+`load_predictor(path)` reads a checkpoint and lets the kind that recognises it (ml.kinds) build its model.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from ml.config import TrainConfig
 from ml.data.text import Vocab
 from ml.decoding import Hypothesis, translate
 from ml.errors import CheckpointError, InputError
-from ml.models.cnn import CNN
+from ml.kinds import UnknownKind, kind_of_checkpoint
 from ml.models.seq2seq import Seq2Seq
 
 
@@ -28,10 +32,11 @@ class Prediction:
 
 
 class Classifier:
-    kind = "cnn"
+    """An image classifier of any kind whose model maps (B, 1, 28, 28) to log-probabilities (B, C)."""
 
-    def __init__(self, model: CNN, classes: list[str], config: TrainConfig, device: torch.device):
+    def __init__(self, model: torch.nn.Module, classes: list[str], config: TrainConfig, device: torch.device):
         self.model, self.classes, self.config, self.device = model.eval(), classes, config, device
+        self.kind = config.model
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, k: int = 3) -> list[Prediction]:
@@ -53,6 +58,8 @@ class Classifier:
 
     def activations(self, image: torch.Tensor, layer: str) -> np.ndarray:
         """Activation maps (C, H, W) of `layer` ('conv1' or 'conv2') for one image (1, 28, 28)."""
+        if not hasattr(self.model, "activations"):
+            raise InputError(f"a {self.kind} model has no activation maps")
         return activation_maps(self.model, image.to(self.device), layer)
 
     def activations_png(self, image: torch.Tensor, layer: str) -> bytes:
@@ -60,11 +67,12 @@ class Classifier:
 
 
 class Transliterator:
-    kind = "seq2seq"
+    """A character-level seq2seq model with its vocabularies: greedy or beam-search translation."""
 
     def __init__(self, model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, config: TrainConfig, device: torch.device):
         self.model, self.src_vocab, self.tgt_vocab = model.eval(), src_vocab, tgt_vocab
         self.config, self.device = config, device
+        self.kind = config.model
 
     @property
     def has_attention(self) -> bool:
@@ -79,21 +87,38 @@ class Transliterator:
                          n_best=n_best, max_length=limit, alpha=alpha, batch_size=batch_size, device=self.device)
 
 
-def load_predictor(path: Path | str, device: str | None = None) -> Classifier | Transliterator:
-    """A Classifier or Transliterator from a checkpoint written by `fit`."""
+Predictor = Classifier | Transliterator
+
+
+def _restore(checkpoint: Mapping[str, Any], model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device)
+
+
+def load_classifier(checkpoint: Mapping[str, Any], device: torch.device,
+                    build: Callable[[TrainConfig, int], torch.nn.Module]) -> Classifier:
+    """A Classifier from a checkpoint of an image kind; `build(config, n_classes)` makes its model."""
+    config = TrainConfig.from_dict(checkpoint["config"])
+    classes = list(checkpoint["meta"]["classes"])
+    return Classifier(_restore(checkpoint, build(config, len(classes)), device), classes, config, device)
+
+
+def load_transliterator(checkpoint: Mapping[str, Any], device: torch.device,
+                        build: Callable[[TrainConfig, int, int], torch.nn.Module]) -> Transliterator:
+    """A Transliterator from a checkpoint of a text-pair kind; `build(config, |src|, |tgt|)` makes its model."""
+    config = TrainConfig.from_dict(checkpoint["config"])
+    src, tgt = Vocab.from_list(checkpoint["meta"]["src_vocab"]), Vocab.from_list(checkpoint["meta"]["tgt_vocab"])
+    model = _restore(checkpoint, build(config, len(src), len(tgt)), device)
+    return Transliterator(model, src, tgt, config, device)  # type: ignore[arg-type]
+
+
+def load_predictor(path: Path | str, device: str | None = None) -> Predictor:
+    """A Classifier or Transliterator from a checkpoint written by `fit`, built by the kind it holds."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_checkpoint(path, map_location=dev)
     try:
-        config = TrainConfig.from_dict(data["config"])
-        meta = data["meta"]
-        if data["model"] == "cnn":
-            model = CNN(n_classes=len(meta["classes"]), dropout=config.dropout)
-            model.load_state_dict(data["state_dict"])
-            return Classifier(model.to(dev), list(meta["classes"]), config, dev)
-        src, tgt = Vocab.from_list(meta["src_vocab"]), Vocab.from_list(meta["tgt_vocab"])
-        model = Seq2Seq(len(src), len(tgt), hidden_size=config.hidden_size, attention=config.attention,
-                        dropout=config.dropout)
-        model.load_state_dict(data["state_dict"])
-        return Transliterator(model.to(dev), src, tgt, config, dev)
-    except (KeyError, RuntimeError, ValueError) as exc:
+        return kind_of_checkpoint(data).predictor(data, dev)
+    except UnknownKind as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or does not match its model ({exc})") from None

@@ -1,4 +1,4 @@
-"""`fit`: one plain training loop for both models, with callbacks, cancel checks and resume.
+"""`fit`: one plain training loop for every kind of model, with callbacks, cancel checks and resume.
 
 After every epoch the loop writes a checkpoint (weights, optimizer, config, vocab/classes, epoch, history,
 RNG states), so a crashed run resumes from its last finished epoch and continues exactly as it would have.
@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from ml.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from ml.config import TrainConfig
-from ml.data.specs import model_for_spec
+from ml.checkpoint import load_checkpoint, save_checkpoint
+from ml.config import CHECKPOINT_NAME, TrainConfig
+from ml.data.specs import data_kind_of_spec
 from ml.errors import Cancelled, CheckpointError, DataError
-from ml.tasks import Task, make_task
+from ml.kinds import DATA_KINDS, get_kind
+from ml.recipes import Recipe
 
 
 @dataclass
@@ -99,14 +100,15 @@ def fit(
     batches (raise ml.errors.Cancelled when it says so); on_batch(done, total) reports progress.
     With resume=True an existing checkpoint in out_dir for the same config continues where it stopped.
     """
-    if model_for_spec(config.data) != config.model:
-        kind = "text pairs" if config.model == "cnn" else "images"
-        raise DataError(f"dataset {config.data!r} holds {kind}; it cannot train a {config.model} model")
+    kind = get_kind(config.model)
+    holds = data_kind_of_spec(config.data)
+    if holds != kind.data_kind:
+        raise DataError(f"dataset {config.data!r} holds {DATA_KINDS[holds]}; it cannot train a {kind.name} model")
     dev = pick_device(device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     torch.manual_seed(config.seed)
-    task: Task = make_task(config, Path(data_dir), dev)
+    task: Recipe = kind.recipe(config, Path(data_dir), dev)
     model = task.build_model().to(dev)
     optimizer = _optimizer(config, model)
     generator = torch.Generator().manual_seed(config.seed)

@@ -8,6 +8,7 @@ import sys
 
 from kombu.utils.url import maybe_sanitize_url
 
+from core.errors import one_line
 from core.queue import make_celery
 from core.settings import get_settings
 
@@ -26,8 +27,7 @@ def ping(timeout: float = 5.0) -> tuple[bool, str]:
             declared = conn.default_channel.queue_declare(queue=settings.train_queue, durable=True,
                                                           auto_delete=False)
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
-        return False, f"broker unreachable: {where}: {type(exc).__name__}: {text}"
+        return False, f"broker unreachable: {where}: {one_line(exc, with_type=True)}"
     waiting = declared.message_count
     return True, f"broker reachable: {where} (queue {settings.train_queue!r}: {waiting} waiting)"
 

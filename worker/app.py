@@ -1,4 +1,4 @@
-"""The worker's Celery app: the shared configuration from core.queue plus the training task and reaper."""
+"""The worker's Celery app: the shared configuration from core.queue, the training task and the reaper."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from sqlalchemy.exc import OperationalError
 from core.db import get_sessionmaker
 from core.queue import TRAIN_TASK, make_celery
 from core.settings import get_settings
+from ml.kinds import load_kind_modules
 from worker.reaper import Reaper
-from worker.tasks import train_run
+from worker.training import train_run
 
 log = logging.getLogger("inkwell.worker")
 
 CLAIM_RETRY_SECONDS = 10
 CLAIM_RETRIES = 60
 
+load_kind_modules(get_settings().kind_modules)  # kinds registered outside ml/kinds (INKWELL_KIND_MODULES)
 celery_app = make_celery()
 _reaper: Reaper | None = None
 
@@ -34,7 +36,7 @@ def worker_name() -> str:
 
 @celery_app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_run_task(self: Task, run_id: str) -> str:
-    """Claim and train `run_id` (see worker.tasks.train_run); never raises for a problem of the run.
+    """Claim and train `run_id` (see worker.training.train_run); never raises for a problem of the run.
 
     Only an unreachable database while claiming (nothing started yet) retries the message later,
     so a queued run is not left without one.

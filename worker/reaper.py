@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import one_line
 from core.models import Run, utcnow
 from core.queue import enqueue_training
 from core.settings import Settings
@@ -104,6 +105,5 @@ class Reaper:
                     reap_once(session, self.app, self.settings)
                 except Exception as exc:  # e.g. the database is down: try again next pass
                     session.rollback()
-                    text = " ".join(str(exc).split())[:300]
-                    log.warning("reaper: pass failed (%s: %s)", type(exc).__name__, text)
+                    log.warning("reaper: pass failed (%s)", one_line(exc, with_type=True))
                 self._stop.wait(self.interval)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, inspect, select, text
 
 from api.observability import get_metrics
 from api.schemas import Health, Readiness
+from core.errors import one_line
 from core.models import Run
 from core.runs import runs_by_status_counts
 from core.settings import Settings
@@ -31,11 +32,6 @@ router = APIRouter(tags=["health"])
 
 BROKER_TIMEOUT_S = 2.0
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def _short(exc: BaseException) -> str:
-    text_ = " ".join(str(exc).split()) or type(exc).__name__
-    return text_[:300]
 
 
 def _redis_url(broker_url: str) -> str | None:
@@ -78,7 +74,7 @@ def check_database(request: Request) -> str:
             conn.execute(text("SELECT 1"))
             conn.execute(select(Run.id).limit(1))
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return f"error: {_short(exc)}"
+        return f"error: {one_line(exc)}"
     return "ok"
 
 
@@ -97,7 +93,7 @@ def check_broker(request: Request) -> str:
             with celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return f"error: {_short(exc)}"
+        return f"error: {one_line(exc)}"
     return "ok"
 
 
@@ -112,7 +108,7 @@ def queue_depth(request: Request) -> int:
         if (url := _sqla_url(settings.broker_url)) is not None:
             return _sqla_queue_depth(_broker_engine(request, url), request.app.state.celery, queue)
     except Exception as exc:  # noqa: BLE001 - the gauge says -1 instead
-        log.warning("queue depth unknown: %s", _short(exc))
+        log.warning("queue depth unknown: %s", one_line(exc))
     return -1
 
 
@@ -165,6 +161,6 @@ def metrics(request: Request) -> Response:
         for status, count in counts.items():
             m.runs_by_status.labels(status).set(count)
     except Exception as exc:  # noqa: BLE001 - metrics must answer even when the database does not
-        log.warning("runs by status unavailable: %s", _short(exc))
+        log.warning("runs by status unavailable: %s", one_line(exc))
     m.queue_depth.labels(request.app.state.settings.train_queue).set(queue_depth(request))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

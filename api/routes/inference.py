@@ -16,57 +16,54 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import State
 
 from api.deps import ApiKey, SessionDep
+from api.image_request import ImageRequest, read_image_request
 from api.inference_schemas import (
+    IMAGE_REQUEST_BODY,
+    MAX_TOP_K,
     ActivationMapsResponse,
+    ActivationOptions,
     HypothesisOut,
+    PredictOptions,
     PredictResponse,
     TransliterateBatchResponse,
     TransliterateRequest,
     TransliterateResponse,
     Transliteration,
-)
-from api.inputs import (
-    IMAGE_REQUEST_BODY,
-    ImageRequest,
-    bool_option,
-    choice_option,
-    int_option,
-    known_fields,
-    read_image_request,
-    str_option,
+    parse_options,
 )
 from api.selection import checkpoint_for, select_run
-from ml.activations import LAYERS, activation_png
+from ml.activations import activation_png
 from ml.data.text import normalize
 from ml.decoding import Hypothesis
 from ml.errors import CheckpointError
 from ml.imageprep import tensor_to_png
-from ml.inference import Classifier, Transliterator
+from ml.inference import Classifier, Predictor, Transliterator
+from ml.kinds import ModelKind
 
 router = APIRouter(tags=["inference"])
 
-MAX_TOP_K = 100
-FORMATS = ("png", "json")
 DECIMALS = 4
 
 RunIdQuery = Annotated[
-    str | None, Query(description="a succeeded run; default: the promoted run, else the best")
+    str | None, Query(max_length=64, description="a succeeded run; default: the promoted run, else the best")
 ]
+ModelQuery = Annotated[str | None, Query(max_length=32, description="the kind to answer with (default: the first)")]
 TopKQuery = Annotated[
     int | None, Query(ge=1, le=MAX_TOP_K, description="how many classes to list (default 3)")
 ]
 
 
-def _predictor(state: State, model: str, run_id: str | None) -> tuple[str, Classifier | Transliterator]:
-    """(run id, loaded predictor) of the run that serves `model` (see api.selection)."""
+def _predictor(state: State, endpoint: str, run_id: str | None, model: str | None,
+               ) -> tuple[str, ModelKind, Predictor]:
+    """(run id, kind, loaded predictor) of the run that answers `endpoint` (see api.selection)."""
     with state.sessionmaker() as session:
-        run = select_run(session, model, run_id)
+        run, kind = select_run(session, endpoint, run_id, model)
     predictor = state.models.get(run.id, checkpoint_for(state.store, run))
-    if predictor.kind != model:
+    if predictor.kind != run.model:
         raise CheckpointError(
-            f"run {run.id} is recorded as {model} but its checkpoint holds a {predictor.kind}"
+            f"run {run.id} is recorded as {run.model} but its checkpoint holds a {predictor.kind}"
         )
-    return run.id, predictor
+    return run.id, kind, predictor
 
 
 def _png_data_url(image: torch.Tensor) -> str:
@@ -77,26 +74,24 @@ def _rounded(values: np.ndarray) -> list:
     return np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist()
 
 
-def _predict(
-    state: State, image: ImageRequest, run_id: str | None, k: int, include_input: bool
-) -> PredictResponse:
+def _predict(state: State, image: ImageRequest, options: PredictOptions) -> PredictResponse:
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
-    used, classifier = _predictor(state, "cnn", run_id)
+    used, _, classifier = _predictor(state, "predict", options.run_id, options.model)
     assert isinstance(classifier, Classifier)
-    found = classifier.predict(tensor, k=k)[0]
+    found = classifier.predict(tensor, k=options.top_k)[0]
     return PredictResponse(
         run_id=used,
         label=found.label,
         class_name=found.class_name,
         probabilities=found.probabilities,
         top_k=found.top_k,
-        input_png=_png_data_url(tensor) if include_input else None,
+        input_png=_png_data_url(tensor) if options.include_input else None,
     )
 
 
 @router.post(
     "/predict",
-    summary="Classify one image (upload or 28x28 pixels) with a trained CNN",
+    summary="Classify one image (upload or 28x28 pixels) with a trained image classifier (the CNN by default)",
     response_model=PredictResponse,
     response_model_exclude_none=True,
     dependencies=[ApiKey],
@@ -106,28 +101,32 @@ def _predict(
 async def predict(
     request: Request,
     run_id: RunIdQuery = None,
+    model: ModelQuery = None,
     top_k: TopKQuery = None,
     include_input: Annotated[
-        bool, Query(description="also return the 28x28 input as a PNG data URL")
-    ] = False,
+        bool | None, Query(description="also return the 28x28 input as a PNG data URL")
+    ] = None,
 ) -> PredictResponse:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
-    known_fields(image.fields, ("run_id", "top_k", "include_input"))
-    chosen = str_option(image.option("run_id", run_id), "run_id")
-    k = int_option(image.option("top_k", top_k), "top_k", 3, 1, MAX_TOP_K)
-    include = bool_option(image.option("include_input", include_input), "include_input")
-    return await run_in_threadpool(_predict, state, image, chosen, k, include)
+    query = {"run_id": run_id, "model": model, "top_k": top_k, "include_input": include_input}
+    options = parse_options(PredictOptions, query, image.fields)
+    return await run_in_threadpool(_predict, state, image, options)
 
 
 def _activation_maps(
-    state: State, image: ImageRequest, run_id: str | None, layer: str, fmt: str
+    state: State, image: ImageRequest, options: ActivationOptions
 ) -> Response | ActivationMapsResponse:
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
-    used, classifier = _predictor(state, "cnn", run_id)
+    used, kind, classifier = _predictor(state, "predict", options.run_id, options.model)
     assert isinstance(classifier, Classifier)
+    if not kind.activation_layers:
+        raise HTTPException(422, detail=f"a {kind.name} model has no activation maps")
+    layer = options.layer or kind.activation_layers[0]
+    if layer not in kind.activation_layers:
+        raise HTTPException(422, detail=f"a {kind.name} model has layers {', '.join(kind.activation_layers)}")
     maps = classifier.activations(tensor, layer)  # (C, H, W)
-    if fmt == "png":
+    if options.format == "png":
         png = activation_png(tensor, maps, layer)
         return Response(png, media_type="image/png", headers={"X-Run-Id": used})
     return ActivationMapsResponse(run_id=used, layer=layer, shape=list(maps.shape), maps=_rounded(maps))
@@ -148,16 +147,15 @@ def _activation_maps(
 async def activation_maps(
     request: Request,
     run_id: RunIdQuery = None,
+    model: ModelQuery = None,
     layer: Annotated[str | None, Query(description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12)")] = None,
     format: Annotated[str | None, Query(description="png (default) or json")] = None,
 ) -> Any:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
-    known_fields(image.fields, ("run_id", "layer", "format"))
-    chosen = str_option(image.option("run_id", run_id), "run_id")
-    which = choice_option(image.option("layer", layer), "layer", LAYERS, "conv1")
-    fmt = choice_option(image.option("format", format), "format", FORMATS, "png")
-    return await run_in_threadpool(_activation_maps, state, image, chosen, which, fmt)
+    query = {"run_id": run_id, "model": model, "layer": layer, "format": format}
+    options = parse_options(ActivationOptions, query, image.fields)
+    return await run_in_threadpool(_activation_maps, state, image, options)
 
 
 def _one_result(
@@ -192,11 +190,11 @@ def _one_result(
 )
 def transliterate(body: TransliterateRequest, request: Request, session: SessionDep) -> Any:
     state = request.app.state
-    run = select_run(session, "seq2seq", body.run_id)
+    run, _ = select_run(session, "transliterate", body.run_id, body.model)
     session.close()  # the search may take a while: give the connection back first
     model = state.models.get(run.id, checkpoint_for(state.store, run))
-    if not isinstance(model, Transliterator):
-        raise CheckpointError(f"run {run.id} is recorded as seq2seq but its checkpoint holds a {model.kind}")
+    if not isinstance(model, Transliterator) or model.kind != run.model:
+        raise CheckpointError(f"run {run.id} is recorded as {run.model} but its checkpoint holds a {model.kind}")
     texts = body.items
     found = model.translate(
         texts, decoding=body.decoding, beam_size=body.beam_size, n_best=body.n_best, alpha=body.length_penalty

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep
-from api.routes.runs import PNG_RESPONSE, history, is_id, metric_name, png, run_outs
-from api.schemas import SweepOut, SweepRow
+from api.deps import SessionDep, is_id
+from api.presenters import PNG_RESPONSE, history, metric_name, png, sweep_out
+from api.schemas import SweepOut
 from core.models import Run
-from core.runs import HIGHER_IS_BETTER, epochs, list_runs
+from core.results import epochs
+from core.runs import list_runs
 from ml import plots
-from ml.config import MODELS
 
 router = APIRouter(tags=["sweeps"])
 MAX_SWEEP_RUNS = 1000
@@ -24,16 +24,6 @@ def sweep_runs(session: Session, sweep_id: str) -> list[Run]:
     if not found:
         raise HTTPException(404, f"no sweep {sweep_id[:64]!r}")
     return list(reversed(found))  # list_runs gives newest first
-
-
-def best_of(runs: list[Run]) -> Run | None:
-    """The succeeded run with the best validation metric; while none succeeded, the best so far."""
-    scored = [r for r in runs if r.best_val_metric is not None]
-    pool = [r for r in scored if r.status == "succeeded"] or scored
-    if not pool:
-        return None
-    sign = 1.0 if HIGHER_IS_BETTER.get(pool[0].model, True) else -1.0
-    return max(pool, key=lambda r: sign * r.best_val_metric)
 
 
 def _labels(runs: list[Run]) -> list[str]:
@@ -52,24 +42,7 @@ def _labels(runs: list[Run]) -> list[str]:
     responses=NOT_FOUND,
 )
 def sweep(sweep_id: str, session: SessionDep) -> SweepOut:
-    members = sweep_runs(session, sweep_id)
-    model = members[0].model if members[0].model in MODELS else "cnn"
-    best = best_of(members)
-    rows = []
-    for out in run_outs(session, members):
-        latest = out.latest_epoch
-        final_val = getattr(latest, "val_accuracy" if out.model == "cnn" else "val_error_rate", None)
-        rows.append(SweepRow(
-            run_id=out.id, learning_rate=float(out.config.get("learning_rate", 0)), status=out.status,
-            epochs_done=out.epochs_done, epochs_total=out.epochs_total,
-            final_train_loss=latest.train_loss if latest is not None else None,
-            final_val_metric=final_val, best_val_metric=out.best_val_metric, test_metric=out.test_metric,
-            best=best is not None and out.id == best.id,
-        ))
-    return SweepOut(
-        sweep_id=sweep_id, model=model, dataset=members[0].dataset, metric=metric_name(model),
-        higher_is_better=HIGHER_IS_BETTER[model], best_run_id=best.id if best else None, runs=rows,
-    )
+    return sweep_out(session, sweep_id, sweep_runs(session, sweep_id))
 
 
 @router.get(

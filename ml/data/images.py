@@ -15,35 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ml.data.catalog import BUILTIN, KMNIST_NPZ, RAW_STEMS, find_file
 from ml.data.idx import read_idx
 from ml.errors import DataError
 
-KMNIST_CLASSES = ["お", "き", "す", "つ", "な", "は", "ま", "や", "れ", "を"]
-MNIST_CLASSES = [str(i) for i in range(10)]
-FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
-
-# spec -> (folder under data_dir, as torchvision names it; class names)
-BUILTIN: dict[str, tuple[str, list[str]]] = {
-    "kmnist": ("KMNIST", KMNIST_CLASSES),
-    "mnist": ("MNIST", MNIST_CLASSES),
-    "fashion-mnist": ("FashionMNIST", FASHION_CLASSES),
-}
-VALID_SPECS = (*BUILTIN, "idx:PATH")
-RAW_STEMS = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-KMNIST_NPZ = (
-    "kmnist-train-imgs.npz",
-    "kmnist-train-labels.npz",
-    "kmnist-test-imgs.npz",
-    "kmnist-test-labels.npz",
-)
 DOWNLOAD_TIMEOUT_S = 10.0
 _IMAGES_RE = re.compile(r"^(?P<prefix>.+)-images-idx3-ubyte(\.gz)?$")
 
@@ -98,19 +73,11 @@ def split_holdout(s: ImageSet, fractions: tuple[float, ...], seed: int) -> list[
     return parts
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    """`folder/stem` or `folder/stem.gz`, whichever exists (plain first)."""
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
 def _read_builtin(spec: str, root: Path) -> tuple[ImageSet, ImageSet] | None:
     """(train, test) from the raw IDX files (or KMNIST's npz files); None when any file is missing."""
     folder, _ = BUILTIN[spec]
     raw = root / folder / "raw"
-    paths = [_find(raw, stem) for stem in RAW_STEMS]
+    paths = [find_file(raw, stem) for stem in RAW_STEMS]
     if all(p is not None for p in paths):
         arrays = [read_idx(p) for p in paths]
         return (
@@ -174,7 +141,7 @@ def _idx_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
         m = _IMAGES_RE.match(path.name)
         if not m or not path.is_file() or m["prefix"] in pairs:
             continue
-        labels = _find(folder, f"{m['prefix']}-labels-idx1-ubyte")
+        labels = find_file(folder, f"{m['prefix']}-labels-idx1-ubyte")
         if labels is None:
             raise DataError(f"{path} has no matching {m['prefix']}-labels-idx1-ubyte[.gz] in {folder}")
         pairs[m["prefix"]] = (path, labels)  # sorted: the plain file comes before its .gz
@@ -236,4 +203,4 @@ def load_images(spec: str, data_dir: Path, seed: int = 42, download: bool = True
         return _load_builtin(key.lower(), root, seed, download)
     if key.lower().startswith("idx:") and key[4:].strip():
         return _load_idx_folder(key[4:].strip(), root, seed)
-    raise DataError(f"unknown image dataset {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+    raise DataError(f"unknown image dataset {spec!r}; valid specs: {', '.join((*BUILTIN, 'idx:PATH'))}")

@@ -40,6 +40,6 @@ def spec_for_name(name: str, data_dir: Path) -> str | None:
     return None
 
 
-def model_for_spec(spec: str) -> str:
-    """'cnn' for image specs, 'seq2seq' for text-pair specs."""
-    return "seq2seq" if spec.startswith("pairs:") else "cnn"
+def data_kind_of_spec(spec: str) -> str:
+    """'pairs' for text-pair specs (pairs:PATH), 'images' for every other spec."""
+    return "pairs" if spec.startswith("pairs:") else "images"

@@ -6,7 +6,7 @@ a call with T=1 advances it one step (search); both give the same numbers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -97,21 +97,6 @@ class Seq2Seq(nn.Module):
         nn.init.uniform_(self.tgt_embedding.weight, -0.1, 0.1)
         with torch.no_grad():
             self.src_embedding.weight[PAD].zero_()
-
-    @property
-    def output_weight(self) -> nn.Parameter:
-        """The output layer's weight: the target embedding itself (tied)."""
-        return self.tgt_embedding.weight
-
-    def hparams(self) -> dict[str, Any]:
-        """The constructor's arguments, to rebuild the model from a checkpoint."""
-        return {
-            "src_vocab_size": self.src_vocab_size,
-            "tgt_vocab_size": self.tgt_vocab_size,
-            "hidden_size": self.hidden_size,
-            "attention": self.use_attention,
-            "dropout": self.dropout_p,
-        }
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
         """src (B, S) int64 PAD-padded, src_lengths (B,) -> Encoded; results do not depend on padding."""

@@ -18,8 +18,9 @@ from benchmarks.seq2seq_training import random_batches, reference_logits
 from ml.config import TrainConfig
 from ml.data.text import EOS, PAD, SOS, PairSplits, Vocab, load_pairs
 from ml.decoding import translate
+from ml.kinds import get_kind
 from ml.models.seq2seq import Seq2Seq
-from ml.tasks import ImageTask, PairTask
+from ml.recipes import PairRecipe
 from ml.training import fit
 from tests.ml.small_seq2seq import train_small_seq2seq
 
@@ -34,9 +35,9 @@ def one_thread() -> object:
 
 
 @pytest.fixture(scope="module")
-def pair_task(shared_data: Path) -> PairTask:
+def pair_task(shared_data: Path) -> PairRecipe:
     config = TrainConfig.for_model("seq2seq", "pairs:spa-eng", attention=True, limit=300, hidden_size=32)
-    return PairTask(config, shared_data, torch.device("cpu"))
+    return get_kind("seq2seq").recipe(config, shared_data, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def trained(data: PairSplits) -> Seq2Seq:
     return train_small_seq2seq(data, hidden_size=48, steps=60)
 
 
-def test_random_batches_cover_each_pair_once_trimmed_to_their_longest(pair_task: PairTask) -> None:
+def test_random_batches_cover_each_pair_once_trimmed_to_their_longest(pair_task: PairRecipe) -> None:
     batches = list(random_batches(pair_task, 64, torch.Generator().manual_seed(5)))
     assert [len(b[0]) for b in batches] == [64] * (300 // 64) + [300 % 64]
     rows = []
@@ -65,7 +66,7 @@ def test_random_batches_cover_each_pair_once_trimmed_to_their_longest(pair_task:
 
 
 @pytest.mark.parametrize("attention", [True, False])
-def test_stepping_reference_matches_whole_sequence_forward(pair_task: PairTask, attention: bool) -> None:
+def test_stepping_reference_matches_whole_sequence_forward(pair_task: PairRecipe, attention: bool) -> None:
     torch.manual_seed(1)
     vocab_sizes = len(pair_task.src_vocab), len(pair_task.tgt_vocab)
     model = Seq2Seq(*vocab_sizes, hidden_size=32, attention=attention).eval()
@@ -83,7 +84,7 @@ def test_stepping_reference_matches_whole_sequence_forward(pair_task: PairTask, 
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
 
 
-def test_reference_dropout_follows_training_mode(pair_task: PairTask) -> None:
+def test_reference_dropout_follows_training_mode(pair_task: PairRecipe) -> None:
     torch.manual_seed(1)
     model = Seq2Seq(len(pair_task.src_vocab), len(pair_task.tgt_vocab), hidden_size=32, dropout=0.5).train()
     src, src_len, tgt_in, _ = next(random_batches(pair_task, 8, torch.Generator().manual_seed(2)))
@@ -170,7 +171,7 @@ def test_reference_search_on_a_markov_table_matches_exhaustive_search(seed: int)
 
 
 def test_cnn_paths_feed_every_training_image_once(shared_data: Path) -> None:
-    task = ImageTask(TrainConfig.for_model("cnn", "idx:mnist-8k"), shared_data, torch.device("cpu"))
+    task = get_kind("cnn").recipe(TrainConfig.for_model("cnn", "idx:mnist-8k"), shared_data, torch.device("cpu"))
     images, labels = task.splits["train"]
     loader = cnn_epoch.reference_loader(images, labels, 8, seed=3)
     for batches in (list(loader), list(task.batches(8, torch.Generator().manual_seed(3)))):
@@ -184,7 +185,7 @@ def test_cnn_paths_feed_every_training_image_once(shared_data: Path) -> None:
 
 
 def test_interleaved_epochs_train_each_path_as_a_plain_epoch_would(shared_data: Path) -> None:
-    task = ImageTask(TrainConfig.for_model("cnn", "idx:mnist-8k", dropout=0.0, limit=400), shared_data,
+    task = get_kind("cnn").recipe(TrainConfig.for_model("cnn", "idx:mnist-8k", dropout=0.0, limit=400), shared_data,
                      torch.device("cpu"))
     torch.manual_seed(0)
     initial = task.build_model().state_dict()

@@ -14,9 +14,10 @@ from core.storage import ArtifactStore, validate_run_id
 def test_paths_live_under_the_run_folder(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "art")
     run_id = uuid.uuid4().hex
-    folder = store.run_dir(run_id)
+    assert store.checkpoint_path(run_id).parent == store.run_dir(run_id)
+    assert not (tmp_path / "art" / "runs").exists()  # reads create no folders
+    folder = store.run_dir(run_id, create=True)
     assert folder == (tmp_path / "art" / "runs" / run_id).resolve() and folder.is_dir()
-    assert store.checkpoint_path(run_id).parent == folder
     assert store.plot_path(run_id, "loss") == folder / "loss.png"
     assert store.plot_path(run_id, "val.png") == folder / "val.png"
     rel = store.relative(store.checkpoint_path(run_id))

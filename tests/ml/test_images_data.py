@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ml.data.idx import read_idx
-from ml.data.images import FASHION_CLASSES, KMNIST_CLASSES, load_images
+from ml.data.catalog import FASHION_CLASSES, KMNIST_CLASSES
+from ml.data.images import load_images
 from ml.errors import DataError
 
 MNIST8K = "mnist-8k"

@@ -1,4 +1,4 @@
-"""PairTask's training batches (one source length each, similar target lengths) and MaskDropout's draws."""
+"""PairRecipe's training batches (one source length each, similar target lengths) and MaskDropout's draws."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import torch
 
 from ml.config import TrainConfig
 from ml.data.text import PAD
+from ml.kinds import get_kind
 from ml.models.seq2seq import MaskDropout
-from ml.tasks import PairTask
+from ml.recipes import PairRecipe
 
 
 @pytest.fixture(scope="module")
-def task(shared_data: Path) -> PairTask:
+def task(shared_data: Path) -> PairRecipe:
     config = TrainConfig.for_model("seq2seq", "pairs:spa-eng", limit=3000)
-    return PairTask(config, shared_data, torch.device("cpu"))
+    return get_kind("seq2seq").recipe(config, shared_data, torch.device("cpu"))
 
 
 def _rows(batch: tuple[torch.Tensor, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -25,7 +26,7 @@ def _rows(batch: tuple[torch.Tensor, ...]) -> list[tuple[tuple[int, ...], tuple[
     return [(tuple(s[:n].tolist()), tuple(t[t != PAD].tolist())) for s, n, t in pairs]
 
 
-def test_each_pair_once_one_source_length_per_batch(task: PairTask) -> None:
+def test_each_pair_once_one_source_length_per_batch(task: PairRecipe) -> None:
     batches = list(task.batches(64, torch.Generator().manual_seed(0)))
     rows = [r for b in batches for r in _rows(b)]
     expected = [(tuple(task.src[i, : task.src_len[i]].tolist()), tuple(t[t != PAD].tolist()))
@@ -37,7 +38,7 @@ def test_each_pair_once_one_source_length_per_batch(task: PairTask) -> None:
         assert len(src) <= 64
 
 
-def test_batches_of_one_source_length_split_the_target_lengths_in_ranges(task: PairTask) -> None:
+def test_batches_of_one_source_length_split_the_target_lengths_in_ranges(task: PairRecipe) -> None:
     by_source: dict[int, list[tuple[int, int]]] = {}
     for src, _, _, tgt_out in task.batches(64, torch.Generator().manual_seed(1)):
         lengths = (tgt_out != PAD).sum(1)  # (B,)
@@ -56,7 +57,7 @@ def test_batches_of_one_source_length_split_the_target_lengths_in_ranges(task: P
     assert steps < 0.95 * unsorted
 
 
-def test_batches_change_between_epochs_and_come_in_random_length_order(task: PairTask) -> None:
+def test_batches_change_between_epochs_and_come_in_random_length_order(task: PairRecipe) -> None:
     gen = torch.Generator().manual_seed(3)
     first, second = list(task.batches(64, gen)), list(task.batches(64, gen))
     assert [_rows(b) for b in first] != [_rows(b) for b in second]

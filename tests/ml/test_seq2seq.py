@@ -133,7 +133,9 @@ def test_model_attention_rows_sum_to_one_and_pad_is_zero(data: PairSplits) -> No
 
 def test_output_layer_is_tied_to_target_embedding(data: PairSplits) -> None:
     model = new_model(data, attention=False).eval()
-    assert model.output_weight is model.tgt_embedding.weight
+    shape = model.tgt_embedding.weight.shape
+    out_shaped = [n for n, p in model.named_parameters() if p.shape == shape and not n.startswith("src_")]
+    assert out_shaped == ["tgt_embedding.weight"]  # no separate output matrix: the embedding is reused
     vocab, src_vocab, h = len(data.tgt_vocab), len(data.src_vocab), 32
     # parameter count with no separate output matrix: embeddings, bi-LSTM (H/2 each way), LSTM, output bias
     encoder = 2 * (4 * (h // 2) * (h + h // 2) + 2 * 4 * (h // 2))
@@ -188,11 +190,11 @@ def test_encoded_rows_can_be_repeated(data: PairSplits) -> None:
     )
 
 
-def test_hparams_rebuild_and_odd_hidden_size(data: PairSplits) -> None:
+def test_rebuild_from_constructor_arguments_and_odd_hidden_size(data: PairSplits) -> None:
     model = new_model(data, attention=True)
-    twin = Seq2Seq(**model.hparams())
-    twin.load_state_dict(model.state_dict())
-    assert twin.hparams() == model.hparams()
+    twin = Seq2Seq(model.src_vocab_size, model.tgt_vocab_size, hidden_size=model.hidden_size,
+                   attention=model.use_attention, dropout=model.dropout_p)
+    twin.load_state_dict(model.state_dict())  # strict: the same parameters, shapes and names
     with pytest.raises(ValueError):
         Seq2Seq(10, 10, hidden_size=33)
 

@@ -15,7 +15,7 @@ from ml.config import TrainConfig
 from ml.errors import DataError
 from worker.lease import LeaseKeeper
 from worker.reaper import reap_interval, reap_once
-from worker.tasks import StopCheck, error_line, resolve_config
+from worker.training import StopCheck, error_line, resolve_config
 
 BACKENDS = ["postgres", "sqlite"]  # PostgreSQL + Redis, SQLite + the SQLite-backed broker
 

@@ -1,6 +1,6 @@
-"""The training task: claim a run, keep its lease, train it with `ml.training.fit`, record everything.
+"""Training one run: claim it, keep its lease, train it with `ml.training.fit`, record everything.
 
-`train_run` is plain Python (worker/app.py registers it with Celery). It never raises for a problem
+`train_run` is plain Python; worker/app.py holds the Celery task that calls it. It never raises for a problem
 of the run itself: a deterministic failure marks the run failed instead of being retried forever.
 """
 
@@ -17,22 +17,17 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import get_sessionmaker
+from core.errors import one_line
 from core.models import Run
-from core.runs import (
-    add_artifact,
-    claim_run,
-    epochs,
-    finish_run,
-    is_cancel_requested,
-    record_epoch,
-    record_final,
-)
+from core.results import add_artifact, epochs, record_epoch, record_final
+from core.runs import claim_run, finish_run, is_cancel_requested
 from core.settings import Settings, get_settings
 from core.storage import ArtifactStore
-from ml.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ml.checkpoint import load_checkpoint
 from ml.config import TrainConfig
-from ml.data.specs import IMAGE_NAMES, spec_for_name
-from ml.errors import Cancelled, DataError
+from ml.data.catalog import resolve_dataset
+from ml.errors import Cancelled
+from ml.kinds import get_kind
 from ml.plots import loss_curve_png, validation_curve_png
 from ml.training import EpochResult, pick_device
 from ml.training import fit as fit_model
@@ -59,23 +54,18 @@ def describe_device(requested: str | None = None) -> str:
 
 
 def error_line(exc: BaseException) -> str:
-    """`ExcType: message` on one line, at most MAX_ERROR_CHARS characters."""
-    text = " ".join(str(exc).split())
-    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+    """`ExcType: message` on one line, at most MAX_ERROR_CHARS characters (what runs.error stores)."""
+    return one_line(exc, MAX_ERROR_CHARS, with_type=True)
 
 
 def resolve_config(run: Run, data_dir: Path) -> TrainConfig:
-    """The run's TrainConfig with its dataset *name* resolved to a spec inside `data_dir`."""
+    """The run's TrainConfig with its dataset *name* resolved to a spec inside `data_dir`.
+
+    Runs store the dataset by name, so a run requeued onto a worker with another data folder resumes.
+    """
     values = dict(run.config or {})
     name = str(values.get("data") or run.dataset)
-    spec = spec_for_name(name, Path(data_dir))
-    if spec is None:
-        raise DataError(
-            f"unknown dataset {name!r}: not one of {', '.join(IMAGE_NAMES)} and no folder of IDX images "
-            "or text pairs by that name in the data directory"
-        )
-    values.update(model=run.model, data=spec)
+    values.update(model=run.model, data=resolve_dataset(name, get_kind(run.model).data_kind, Path(data_dir)))
     return TrainConfig.from_dict(values)
 
 
@@ -199,8 +189,8 @@ def _train_claimed(
     try:
         store = ArtifactStore(s.artifacts_dir)
         config = resolve_config(run, s.data_dir)
-        out_dir = store.run_dir(run_id)
-        done = backfill_from_checkpoint(session, run_id, out_dir / CHECKPOINT_NAME, config)
+        out_dir = store.run_dir(run_id, create=True)
+        done = backfill_from_checkpoint(session, run_id, store.checkpoint_path(run_id), config)
         log.info("run %s claimed by %s on %s: attempt %d, %s on %s, %d epochs, %s", run_id, worker,
                  run.device, run.attempt, run.model, run.dataset, config.epochs,
                  f"resuming after epoch {done}" if done else "starting at epoch 1")

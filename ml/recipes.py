@@ -1,12 +1,13 @@
-"""What differs between the two models inside `fit`: data, model, batches, loss, validation metric.
+"""Training recipes: what differs between kinds inside `fit` (data, model, batches, loss, validation metric).
 
-Both tasks keep their whole dataset as tensors on the training device and cut batches by index
-(a seeded permutation per epoch), which is faster than a DataLoader for data this small.
+A kind (ml.kinds) names its recipe and passes its model builder. Both recipes keep their whole dataset as
+tensors on the training device and cut batches by index (a seeded permutation per epoch), which is faster
+than a DataLoader for data this small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,12 +20,10 @@ from ml.data.images import ImageSet, load_images
 from ml.data.text import PAD, Vocab, load_pairs, pad_batch
 from ml.decoding import translate
 from ml.metrics import error_rate
-from ml.models.cnn import CNN
-from ml.models.seq2seq import Seq2Seq
 
 
-class Task(Protocol):
-    metric: str  # "accuracy" | "error_rate"
+class Recipe(Protocol):
+    metric: str  # the kind's metric: "accuracy" | "error_rate"
     n_train: int
 
     def build_model(self) -> nn.Module: ...
@@ -40,14 +39,16 @@ def _permuted_slices(n: int, batch_size: int, generator: torch.Generator, device
         yield order[start : start + batch_size]  # (B,)
 
 
-class ImageTask:
-    """The CNN on an image dataset: NLL loss, accuracy."""
+class ImageRecipe:
+    """An image classifier (log-probabilities out) on an image dataset: NLL loss, accuracy."""
 
     metric = "accuracy"
 
-    def __init__(self, config: TrainConfig, data_dir: Path, device: torch.device):
+    def __init__(self, config: TrainConfig, data_dir: Path, device: torch.device,
+                 build: Callable[[TrainConfig, int], nn.Module]):
         splits = load_images(config.data, data_dir, seed=config.seed)
         self.config, self.device, self.name, self.classes = config, device, splits.name, splits.classes
+        self.build = build
         self.splits: dict[str, ImageSet] = {}
         for split in ("train", "val", "test"):
             part: ImageSet = getattr(splits, split)
@@ -56,7 +57,7 @@ class ImageTask:
         self.n_train = len(self.splits["train"].labels)
 
     def build_model(self) -> nn.Module:
-        return CNN(n_classes=len(self.classes), dropout=self.config.dropout)
+        return self.build(self.config, len(self.classes))
 
     def meta(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "dataset": self.name}
@@ -81,14 +82,15 @@ class ImageTask:
         return correct / max(len(labels), 1)
 
 
-class PairTask:
-    """The seq2seq model on text pairs: cross-entropy (PAD ignored), greedy error rate."""
+class PairRecipe:
+    """A seq2seq model on text pairs: cross-entropy (PAD ignored), greedy error rate."""
 
     metric = "error_rate"
 
-    def __init__(self, config: TrainConfig, data_dir: Path, device: torch.device):
+    def __init__(self, config: TrainConfig, data_dir: Path, device: torch.device,
+                 build: Callable[[TrainConfig, int, int], nn.Module]):
         splits = load_pairs(config.data, data_dir, direction=config.direction, max_length=config.max_length)
-        self.config, self.device, self.name = config, device, splits.name
+        self.config, self.device, self.name, self.build = config, device, splits.name, build
         self.src_vocab: Vocab = splits.src_vocab
         self.tgt_vocab: Vocab = splits.tgt_vocab
         self.pairs = {s: getattr(splits, s)[: config.limit] for s in ("train", "val", "test")}
@@ -103,9 +105,7 @@ class PairTask:
         self.tgt_in, self.tgt_out = self.tgt_in.to(device), self.tgt_out.to(device)
 
     def build_model(self) -> nn.Module:
-        c = self.config
-        return Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), hidden_size=c.hidden_size,
-                       attention=c.attention, dropout=c.dropout)
+        return self.build(self.config, len(self.src_vocab), len(self.tgt_vocab))
 
     def meta(self) -> dict[str, Any]:
         return {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "dataset": self.name}
@@ -148,7 +148,3 @@ class PairTask:
         hyps = translate(model, self.src_vocab, self.tgt_vocab, [s for s, _ in pairs], decoding=decoding,
                          max_length=2 * self.config.max_length + 10, device=self.device, **kwargs)
         return error_rate([h[0].text for h in hyps], [t for _, t in pairs])
-
-
-def make_task(config: TrainConfig, data_dir: Path, device: torch.device) -> Task:
-    return ImageTask(config, data_dir, device) if config.model == "cnn" else PairTask(config, data_dir, device)

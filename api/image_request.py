@@ -1,9 +1,12 @@
-"""Reading an image request (multipart upload, raw image body or pixels JSON) within the size limits."""
+"""Reading an image request (multipart upload, raw image body or pixels JSON) within the size limits.
+
+Only the bytes: the request's options (run_id, top_k, ...) are validated by the pydantic models of
+api/inference_schemas.py, from the query and the body's fields together.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,62 +22,11 @@ CHUNK = 64 * 1024
 # Room for the multipart framing and the small form fields around the file itself.
 FORM_OVERHEAD = 64 * 1024
 MAX_FORM_FIELDS = 16
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
-
-# For the OpenAPI page: the bodies /predict and /activation-maps accept.
-IMAGE_REQUEST_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "PNG, JPEG, ... any size",
-                        },
-                        "run_id": {"type": "string"},
-                        "top_k": {"type": "integer"},
-                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
-                        "format": {"type": "string", "enum": ["png", "json"]},
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["pixels"],
-                    "properties": {
-                        "pixels": {
-                            "type": "array",
-                            "description": "28 rows of 28 numbers, 0..1 or 0..255, bright ink on black",
-                            "items": {"type": "array", "items": {"type": "number"}},
-                        },
-                        "run_id": {"type": "string"},
-                        "top_k": {"type": "integer"},
-                        "layer": {"type": "string", "enum": ["conv1", "conv2"]},
-                        "format": {"type": "string", "enum": ["png", "json"]},
-                    },
-                }
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
-
 
 def too_large(limit: int) -> HTTPException:
     return HTTPException(
         413, detail=f"upload is larger than the limit of {limit} bytes (INKWELL_MAX_UPLOAD_BYTES)"
     )
-
-
-def invalid(name: str, message: str) -> HTTPException:
-    return HTTPException(422, detail=f"{name}: {message}")
 
 
 @dataclass
@@ -97,10 +49,6 @@ class ImageRequest:
                 raise HTTPException(415, detail=str(exc)) from None
         return pixels_to_tensor(self.pixels)
 
-    def option(self, name: str, query: Any = None) -> Any:
-        """A field from the body, else the query value given."""
-        value = self.fields.get(name)
-        return query if value is None else value
 
 
 def _counting(request: Request, limit: int, max_upload_bytes: int) -> Request:
@@ -186,57 +134,3 @@ async def read_image_request(request: Request, max_upload_bytes: int) -> ImageRe
         detail="send the image as multipart/form-data with a 'file' field, as an image/* body, "
         'or JSON {"pixels": 28x28 numbers}',
     )
-
-
-def int_option(value: Any, name: str, default: int, low: int, high: int) -> int:
-    """`value` (a number or its text) as an int in [low, high]; 422 otherwise."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise invalid(name, f"must be an integer from {low} to {high}")
-    try:
-        number = int(value) if not isinstance(value, float) or value.is_integer() else None
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not low <= number <= high:
-        raise invalid(name, f"must be an integer from {low} to {high}")
-    return number
-
-
-def bool_option(value: Any, name: str, default: bool = False) -> bool:
-    """`value` (a bool or true/false/1/0/yes/no text) as a bool; 422 otherwise."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
-    raise invalid(name, "must be true or false")
-
-
-def choice_option(value: Any, name: str, choices: tuple[str, ...], default: str) -> str:
-    """`value` if it is one of `choices` (default when missing); 422 otherwise."""
-    if value is None or value == "":
-        return default
-    if not isinstance(value, str) or value not in choices:
-        raise invalid(name, f"must be one of {', '.join(choices)} (got {str(value)[:40]!r})")
-    return value
-
-
-def str_option(value: Any, name: str) -> str | None:
-    """`value` as a non-empty string, None when missing; 422 for other types."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise invalid(name, "must be a string")
-    return value
-
-
-def known_fields(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    """422 when the body holds a field this endpoint does not read (a typo would be silently ignored)."""
-    unknown = sorted(set(fields) - set(allowed))
-    if unknown:
-        raise invalid(unknown[0], f"unknown field; this endpoint reads {', '.join(allowed)}")
