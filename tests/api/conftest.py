@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from core import runs
+from core import results, runs
 from core.migrate import upgrade_head
 from core.models import Run
 from core.settings import Settings
@@ -114,7 +114,7 @@ class FakeWorker:
     def epoch(self, run_id: str, epoch: int, train_loss: float | None, val_metric: float | None,
               seconds: float = 0.5) -> None:
         with self.factory() as session:
-            runs.record_epoch(session, run_id, epoch, train_loss, val_metric, seconds)
+            results.record_epoch(session, run_id, epoch, train_loss, val_metric, seconds)
 
     def finish(self, run_id: str, status: str = "succeeded", test_metric: float | None = None,
                error: str | None = None) -> Run:
@@ -122,7 +122,7 @@ class FakeWorker:
             if test_metric is not None:
                 model = runs.get_run(session, run_id).model
                 name = "test_accuracy" if model == "cnn" else "test_error_rate"
-                runs.record_final(session, run_id, name, test_metric)
+                results.record_final(session, run_id, name, test_metric)
             run = runs.finish_run(session, run_id, status, error=error, worker=WORKER)
         assert run is not None
         return run

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import api.routes.runs as runs_routes
+import api.events as runs_routes
 
 
 @pytest.fixture(autouse=True)

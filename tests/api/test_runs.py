@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from PIL import Image
 
-from core import runs
+from core import results, runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -174,5 +174,5 @@ def test_checkpoint_registered_as_an_artifact_is_served(client, app, fake_worker
     path = app.state.store.run_dir(run_id, create=True) / "final.pt"
     path.write_bytes(b"weights")
     with fake_worker.factory() as session:
-        runs.add_artifact(session, run_id, "checkpoint", "final.pt", app.state.store.relative(path), 7)
+        results.add_artifact(session, run_id, "checkpoint", "final.pt", app.state.store.relative(path), 7)
     assert client.get(f"/runs/{run_id}/checkpoint").content == b"weights"

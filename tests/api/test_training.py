@@ -11,7 +11,6 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-import api.routes.training as training
 from core import runs
 from ml.config import DEFAULTS, TrainConfig
 from tests.api.conftest import CLOSED_BROKER
@@ -143,14 +142,14 @@ def test_idempotency_key_returns_the_same_runs_and_queues_nothing_new(client, qu
 
 def test_concurrent_retries_with_one_key_make_one_set_of_runs(app, queue_len, monkeypatch):
     """Two requests race; the lookup is slowed down so that without the lock both would insert."""
-    original = training.find_by_idempotency_key
+    original = runs.find_by_idempotency_key
 
     def slow_lookup(session, key):
         found = original(session, key)
         time.sleep(0.3)
         return found
 
-    monkeypatch.setattr(training, "find_by_idempotency_key", slow_lookup)
+    monkeypatch.setattr(runs, "find_by_idempotency_key", slow_lookup)  # what create_or_find_runs calls
     payload = {"model": "cnn", "dataset": "mnist-8k", "epochs": 1}
     results: list = []
     barrier = threading.Barrier(2)

@@ -21,7 +21,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from api.main import create_app
-from core import runs
+from core import results, runs
 from core.migrate import upgrade_head
 from core.settings import Settings
 from ml.checkpoint import load_checkpoint
@@ -116,7 +116,7 @@ class Serving:
             if status != "queued":
                 assert runs.claim_run(session, run.id, WORKER, "cpu", 600) is not None
             for epoch, value in enumerate(val_metrics, start=1):
-                runs.record_epoch(session, run.id, epoch, 1.0 / epoch, value, 0.1)
+                results.record_epoch(session, run.id, epoch, 1.0 / epoch, value, 0.1)
             if checkpoint is not None:
                 replace_file(checkpoint, self.app.state.store.checkpoint_path(run.id))
             if status in ("succeeded", "failed", "cancelled"):
@@ -125,7 +125,7 @@ class Serving:
 
     def promote(self, model: str, run_id: str) -> None:
         with self.session() as session:
-            runs.promote(session, model, run_id)
+            results.promote(session, model, run_id)
 
 
 def build_serving(root: Path, data_dir: Path, api_key: str | None = None) -> Serving:

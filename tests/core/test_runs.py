@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
+from core import results
 from core import runs as repo
 from core.models import EpochMetric, Run, utcnow
 
@@ -137,13 +138,13 @@ def test_record_epoch_upserts_and_tracks_best(session) -> None:
     values = {run.id: [rng.random() for _ in range(4)] for run in (cnn, s2s)}
     for run in (cnn, s2s):
         for epoch, v in enumerate(values[run.id], start=1):
-            repo.record_epoch(session, run.id, epoch, 1.0 / epoch, v, 0.5)
+            results.record_epoch(session, run.id, epoch, 1.0 / epoch, v, 0.5)
     assert repo.get_run(session, cnn.id).best_val_metric == max(values[cnn.id])
     assert repo.get_run(session, s2s.id).best_val_metric == min(values[s2s.id])
 
     best_epoch = values[cnn.id].index(max(values[cnn.id])) + 1
-    repo.record_epoch(session, cnn.id, best_epoch, 9.0, 0.01, 2.5)  # redo the best epoch, worse this time
-    rows = repo.epochs(session, cnn.id)
+    results.record_epoch(session, cnn.id, best_epoch, 9.0, 0.01, 2.5)  # redo the best epoch, worse this time
+    rows = results.epochs(session, cnn.id)
     assert [r.epoch for r in rows] == [1, 2, 3, 4]
     again = [r for r in rows if r.epoch == best_epoch]
     assert len(again) == 1
@@ -156,53 +157,53 @@ def test_record_epoch_upserts_and_tracks_best(session) -> None:
 
 def test_final_metrics_artifacts_and_cascade(session) -> None:
     run = _queue(session)[0]
-    repo.record_final(session, run.id, "test_accuracy", 0.5)
-    repo.record_final(session, run.id, "test_accuracy", 0.75)
-    repo.record_final(session, run.id, "test_loss", float("nan"))
-    assert repo.final_metrics(session, run.id) == {"test_accuracy": 0.75, "test_loss": None}
-    first = repo.add_artifact(session, run.id, "plot", "loss.png", f"runs/{run.id}/loss.png", 10)
-    second = repo.add_artifact(session, run.id, "plot", "loss.png", f"runs/{run.id}/loss.png", 20)
+    results.record_final(session, run.id, "test_accuracy", 0.5)
+    results.record_final(session, run.id, "test_accuracy", 0.75)
+    results.record_final(session, run.id, "test_loss", float("nan"))
+    assert results.final_metrics(session, run.id) == {"test_accuracy": 0.75, "test_loss": None}
+    first = results.add_artifact(session, run.id, "plot", "loss.png", f"runs/{run.id}/loss.png", 10)
+    second = results.add_artifact(session, run.id, "plot", "loss.png", f"runs/{run.id}/loss.png", 20)
     assert first.id == second.id and second.size_bytes == 20
-    repo.record_epoch(session, run.id, 1, 0.3, 0.9, 1.0)
+    results.record_epoch(session, run.id, 1, 0.3, 0.9, 1.0)
     session.execute(delete(Run).where(Run.id == run.id))  # foreign keys cascade (SQLite too)
     session.commit()
-    assert repo.epochs(session, run.id) == [] and repo.final_metrics(session, run.id) == {}
+    assert results.epochs(session, run.id) == [] and results.final_metrics(session, run.id) == {}
 
 
 def _succeed(session, run_id: str, metric: float | None) -> None:
     repo.claim_run(session, run_id, "w", "cpu", 60)
     if metric is not None:
-        repo.record_epoch(session, run_id, 1, 0.1, metric, 1.0)
+        results.record_epoch(session, run_id, 1, 0.1, metric, 1.0)
     repo.finish_run(session, run_id, "succeeded")
 
 
 def test_best_run_and_promotion(session) -> None:
     rng = random.Random(7)
     for model in ("cnn", "seq2seq"):
-        assert repo.best_run(session, model) is None
+        assert results.best_run(session, model) is None
         metrics = {r.id: rng.random() for r in _queue(session, 5, model=model)}
         for run_id, metric in metrics.items():
             _succeed(session, run_id, metric)
         failed = _queue(session, model=model)[0]
         repo.claim_run(session, failed.id, "w", "cpu", 60)
-        repo.record_epoch(session, failed.id, 1, 0.1, 1.0 if model == "cnn" else 0.0, 1.0)  # best, but failed
+        results.record_epoch(session, failed.id, 1, 0.1, 1.0 if model == "cnn" else 0.0, 1.0)  # best, but failed
         repo.finish_run(session, failed.id, "failed", "boom")
         pick = max if model == "cnn" else min
-        assert repo.best_run(session, model).id == pick(metrics, key=metrics.__getitem__)
+        assert results.best_run(session, model).id == pick(metrics, key=metrics.__getitem__)
 
-    best = repo.best_run(session, "cnn")
-    assert repo.promoted_run(session, "cnn") is None
-    assert repo.promote(session, "cnn", best.id).run_id == best.id
-    assert repo.promoted_run(session, "cnn").id == best.id
+    best = results.best_run(session, "cnn")
+    assert results.promoted_run(session, "cnn") is None
+    assert results.promote(session, "cnn", best.id).run_id == best.id
+    assert results.promoted_run(session, "cnn").id == best.id
     other = next(r for r in repo.list_runs(session, model="cnn", status="succeeded") if r.id != best.id)
-    repo.promote(session, "cnn", other.id)
-    assert repo.promoted_run(session, "cnn").id == other.id
-    for bad in (repo.best_run(session, "seq2seq").id, _queue(session)[0].id):  # wrong model, not succeeded
+    results.promote(session, "cnn", other.id)
+    assert results.promoted_run(session, "cnn").id == other.id
+    for bad in (results.best_run(session, "seq2seq").id, _queue(session)[0].id):  # wrong model, not succeeded
         try:
-            repo.promote(session, "cnn", bad)
+            results.promote(session, "cnn", bad)
         except ValueError:
             continue
         raise AssertionError("promote accepted a bad run")
-    assert repo.promoted_run(session, "cnn").id == other.id
+    assert results.promoted_run(session, "cnn").id == other.id
     assert Counter(r.status for r in repo.list_runs(session)) == {
         k: v for k, v in repo.runs_by_status_counts(session).items() if v}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ml.data.idx import read_idx
 from ml.data.catalog import FASHION_CLASSES, KMNIST_CLASSES
+from ml.data.idx import read_idx
 from ml.data.images import load_images
 from ml.errors import DataError
 

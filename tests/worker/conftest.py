@@ -25,6 +25,7 @@ from celery import Celery
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import results
 from core import runs as repo
 from core.db import make_engine
 from core.migrate import upgrade_head
@@ -127,7 +128,7 @@ class Stack:
 
     def epochs(self, run_id: str) -> list[EpochMetric]:
         with self.factory() as session:
-            return repo.epochs(session, run_id)
+            return results.epochs(session, run_id)
 
     def artifacts(self, run_id: str) -> dict[str, Artifact]:
         with self.factory() as session:
@@ -136,7 +137,7 @@ class Stack:
 
     def final_metrics(self, run_id: str) -> dict[str, float | None]:
         with self.factory() as session:
-            return repo.final_metrics(session, run_id)
+            return results.final_metrics(session, run_id)
 
     def request_cancel(self, run_id: str) -> Run | None:
         with self.factory() as session:
