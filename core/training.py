@@ -21,9 +21,9 @@ from core.queue import enqueue_training
 from core.runs import create_or_find_runs, fail_unqueued, same_request, set_task_id
 from core.settings import Settings
 from ml.config import TrainConfig
-from ml.data.catalog import resolve_dataset
+from ml.data.catalog import list_datasets, resolve_dataset
 from ml.errors import DataError
-from ml.kinds import get_kind
+from ml.kinds import get_kind, kinds_for_data
 
 log = logging.getLogger("inkwell.training")
 
@@ -44,7 +44,11 @@ def plan_configs(model: str, dataset: str | None, overrides: dict[str, Any], lea
     try:
         resolve_dataset(name, kind.data_kind, data_dir)
     except DataError as exc:
-        raise TrainingRejected(f"{exc}; a {kind.name} model trains on {kind.data_words}") from None
+        message = f"{exc}; a {kind.name} model trains on {kind.data_words}"
+        holds = [d.data_kind for d in list_datasets(data_dir) if d.name == name]
+        if holds:
+            message += f" ({name!r} trains {', '.join(k.name for k in kinds_for_data(holds[0]))})"
+        raise TrainingRejected(message) from None
     rates = learning_rates or [overrides.get("learning_rate")]
     try:
         configs = [TrainConfig.for_model(kind.name, data=name, **{**overrides, "learning_rate": lr}).to_dict()

@@ -12,7 +12,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from core import runs
-from ml.config import DEFAULTS, TrainConfig
+from ml.config import TrainConfig
+from ml.kinds import get_kind
 from tests.api.conftest import CLOSED_BROKER
 
 
@@ -35,8 +36,8 @@ def test_train_cnn_queues_one_run_with_assignment_defaults(client, redis_client,
     assert (run.status, run.model, run.dataset, run.epochs_total) == ("queued", "cnn", "mnist-8k", 2)
     expected = TrainConfig.for_model("cnn", "mnist-8k", epochs=2, limit=64).to_dict()
     assert run.config == expected
-    assert run.config["learning_rate"] == DEFAULTS["cnn"]["learning_rate"]
-    assert run.config["batch_size"] == DEFAULTS["cnn"]["batch_size"]
+    assert run.config["learning_rate"] == get_kind("cnn").defaults["learning_rate"]
+    assert run.config["batch_size"] == get_kind("cnn").defaults["batch_size"]
     messages = queued_messages(redis_client, queue_name)
     assert [(m["task"], m["args"]) for m in messages] == [("inkwell.train_run", [run.id])]
     assert run.task_id == messages[0]["id"]
@@ -48,8 +49,8 @@ def test_train_defaults_the_dataset_per_model(client, fake_worker, queue_len):
     run = fake_worker.run(r.json()["run_id"])
     assert run.dataset == "spa-eng" and run.config["data"] == "spa-eng"
     assert run.config["attention"] is True and run.config["hidden_size"] == 32
-    assert run.config["learning_rate"] == DEFAULTS["seq2seq"]["learning_rate"]
-    assert run.epochs_total == DEFAULTS["seq2seq"]["epochs"]
+    assert run.config["learning_rate"] == get_kind("seq2seq").defaults["learning_rate"]
+    assert run.epochs_total == get_kind("seq2seq").defaults["epochs"]
     r = client.post("/train", json={"model": "cnn"})
     assert r.status_code == 202, r.text
     assert fake_worker.run(r.json()["run_id"]).dataset == "kmnist"
@@ -215,8 +216,8 @@ def test_without_a_configured_key_posts_are_open(client):
 
 def test_datasets_lists_builtins_and_recognised_folders(client, shared_data):
     found = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}
-    assert found["mnist-8k"] == {"name": "mnist-8k", "kind": "images", "model": "cnn", "builtin": False,
-                                 "available": True}
+    assert found["mnist-8k"] == {"name": "mnist-8k", "kind": "images", "model": "cnn", "models": ["cnn"],
+                                 "builtin": False, "available": True}
     assert found["spa-eng"]["kind"] == "pairs" and found["spa-eng"]["model"] == "seq2seq"
     for name in ("kmnist", "mnist", "fashion-mnist"):
         assert found[name]["builtin"] and found[name]["kind"] == "images"
