@@ -65,7 +65,8 @@ def resolve_config(run: Run, data_dir: Path) -> TrainConfig:
     """
     values = dict(run.config or {})
     name = str(values.get("data") or run.dataset)
-    values.update(model=run.model, data=resolve_dataset(name, get_kind(run.model).data_kind, Path(data_dir)))
+    spec = resolve_dataset(name, get_kind(run.model).data_kind, Path(data_dir), model=run.model)
+    values.update(model=run.model, data=spec)
     return TrainConfig.from_dict(values)
 
 

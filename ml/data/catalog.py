@@ -82,10 +82,11 @@ def list_datasets(data_dir: Path) -> list[DatasetEntry]:
     return found
 
 
-def resolve_dataset(name: str, data_kind: str, data_dir: Path) -> str:
+def resolve_dataset(name: str, data_kind: str, data_dir: Path, model: str | None = None) -> str:
     """The spec of dataset `name` (a built-in name or a folder of data_dir) holding `data_kind` data.
 
-    DataError names the available datasets when `name` is unknown, or says what it holds instead.
+    DataError names the available datasets when `name` is unknown, or says what it holds instead (and
+    that it cannot train `model`, when given).
     """
     try:
         spec = spec_for_name(name, Path(data_dir))
@@ -96,5 +97,6 @@ def resolve_dataset(name: str, data_kind: str, data_dir: Path) -> str:
         raise DataError(f"unknown dataset {name[:80]!r}; available datasets: {known} (see GET /datasets)")
     holds = data_kind_of_spec(spec)
     if holds != data_kind:
-        raise DataError(f"dataset {name!r} holds {DATA_KINDS[holds]}, not {DATA_KINDS[data_kind]}")
+        cannot = f"; it cannot train a {model} model" if model else ""
+        raise DataError(f"dataset {name!r} holds {DATA_KINDS[holds]}, not {DATA_KINDS[data_kind]}{cannot}")
     return spec

@@ -89,12 +89,19 @@ export function progress(run, epochSeconds = null) {
   return { done, total, elapsed, eta, fraction: total ? Math.min(1, done / total) : 0 };
 }
 
-/** The validation value of an epoch row, whichever model it belongs to. */
+/** The validation value of an epoch row, whichever kind it belongs to (its one `val_<metric>` key). */
 export function valOf(epoch) {
   if (!epoch) return null;
-  return epoch.val_accuracy !== undefined ? epoch.val_accuracy : epoch.val_error_rate;
+  const key = Object.keys(epoch).find((k) => k.startsWith("val_"));
+  return key === undefined ? null : epoch[key];
 }
 
-export function valName(model) {
-  return model === "cnn" ? "val_accuracy" : "val_error_rate";
+/** `val_<metric>` of a run (each kind declares its metric; the API sends it as `run.metric`). */
+export function valName(run) {
+  return `val_${run.metric || "metric"}`;
+}
+
+/** A short label for a run's metric: "acc" for accuracy, "err" for error rate, else its name. */
+export function metricShort(run) {
+  return { accuracy: "acc", error_rate: "err" }[run.metric] || String(run.metric || "metric").replace(/_/g, " ");
 }

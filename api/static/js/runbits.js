@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { banner, h } from "./dom.js";
-import { duration, isFinished, learningRate, metric, num, progress, valName, valOf } from "./format.js";
+import { duration, isFinished, learningRate, metric, metricShort, num, progress, valName, valOf } from "./format.js";
 
 /** The key hyper-parameters as small chips. */
 export function hyperParams(run) {
@@ -43,13 +43,13 @@ export function progressView(run, epochSeconds = null) {
 /** Latest training loss, validation metric and (once known) the test metric. */
 export function latestMetrics(run) {
   const e = run.latest_epoch;
-  const val = valName(run.model);
+  const val = valName(run);
   const items = [
     ["loss", e ? num(e.train_loss) : "—"],
-    [run.model === "cnn" ? "val acc" : "val err", e ? metric(valOf(e), val) : "—"],
+    [`val ${metricShort(run)}`, e ? metric(valOf(e), val) : "—"],
   ];
   if (run.test_metric !== null && run.test_metric !== undefined) {
-    items.push([run.model === "cnn" ? "test acc" : "test err", metric(run.test_metric, run.test_metric_name)]);
+    items.push([`test ${metricShort(run)}`, metric(run.test_metric, run.test_metric_name)]);
   }
   return h("dl", { class: "kv-inline" }, items.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }

@@ -62,7 +62,7 @@ export async function render(root, { id }) {
 
   const drawSummary = () => {
     const rows = [...epochs.values()];
-    const val = valName(run.model);
+    const val = valName(run);
     const values = rows.map(valOf).filter((v) => v !== null && v !== undefined);
     const fromEpochs = values.length ? (run.model === "cnn" ? Math.max(...values) : Math.min(...values)) : null;
     const best = fromEpochs ?? run.best_val_metric;
@@ -87,8 +87,8 @@ export async function render(root, { id }) {
     const percent = true;
     lineChart(lossChart, [{ name: "training loss", x, y: rows.map((r) => r.train_loss) }],
       { yTitle: "loss", totalEpochs: run.epochs_total });
-    lineChart(valChart, [{ name: metricLabel(valName(run.model)), x, y: rows.map(valOf), color: "#10b981" }],
-      { yTitle: metricLabel(valName(run.model)), percent, totalEpochs: run.epochs_total });
+    lineChart(valChart, [{ name: metricLabel(valName(run)), x, y: rows.map(valOf), color: "#10b981" }],
+      { yTitle: metricLabel(valName(run)), percent, totalEpochs: run.epochs_total });
     lossChart.dataset.points = String(x.length);
     valChart.dataset.points = String(x.length);
   };
