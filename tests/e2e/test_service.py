@@ -91,11 +91,27 @@ def test_sigkilled_worker_run_finishes_after_a_new_worker_starts(service: Servic
 
 
 def test_cancel_a_running_run_over_http(service: Service) -> None:
+    """202 for a running run (the worker stops it), 200 for a queued one (cancelled at once)."""
     run_id = service.train({**SLOW_CNN, "epochs": 8})["run_id"]
-    wait_for(lambda: len(service.metrics(run_id)["epochs"]) >= 1, "the first epoch", 180, 0.1, service.logs)
+    wait_for(lambda: (m := service.metrics(run_id))["status"] == "running" and len(m["epochs"]) >= 1,
+             "the first epoch", 180, 0.1, service.logs)
+    # The only worker (solo pool, one task at a time) is busy with that run: this one stays queued.
+    queued_id = service.train({**SLOW_CNN, "epochs": 1})["run_id"]
+    assert service.metrics(queued_id)["status"] == "queued"
+    response = service.http.post(f"/runs/{queued_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+
     response = service.http.post(f"/runs/{run_id}/cancel")
-    assert response.status_code in (200, 202), response.text
+    assert response.status_code == 202, response.text  # running under a live lease (heartbeats every 1 s)
+    assert (response.json()["status"], response.json()["cancel_requested"]) == ("running", True)
     at_request = len(service.metrics(run_id)["epochs"])
     metrics = service.wait_finished(run_id)
     assert metrics["status"] == "cancelled", service.logs()
     assert len(metrics["epochs"]) <= at_request + 1  # stopped within one epoch
+    again = service.http.post(f"/runs/{run_id}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"  # already cancelled
+
+    queued = service.http.get(f"/runs/{queued_id}").json()
+    assert (queued["status"], queued["attempt"]) == ("cancelled", 0)  # never started
+    assert service.metrics(queued_id)["epochs"] == []
