@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
+# Fixtures every folder may use: throwaway PostgreSQL databases (pg_database, pg_migrated).
+pytest_plugins = ["tests.fixtures.postgres"]
+
 # The real data beside the checkout (../shared/data); INKWELL_TEST_DATA overrides it.
 SHARED_DATA = Path(os.environ.get("INKWELL_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository (where `python -m api` and alembic run)
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 120.0, interval: float = 0.1,

@@ -1,9 +1,16 @@
-"""API test fixtures: apps on fresh migrated SQLite files, a Redis test queue per test, a fake worker.
+"""API test fixtures: apps on fresh migrated databases, a Redis test queue per test, a fake worker.
 
-`make_app(**overrides)` builds an app with `create_app(Settings(...))`; the defaults are a new SQLite
-file under tmp_path, artifacts in tmp_path, DATA_DIR = the shared data, and the broker
-`redis://127.0.0.1:6379/14` with a train queue named uniquely for the test (so `queue_len()` is
-exactly what this test queued). `fake_worker` writes what a worker would (claim, epochs, finish).
+Every test that builds an app (make_app, app, client, fake_worker, make_serving) runs twice: on SQLite
+and on PostgreSQL (the `db_backend` parameter; the PostgreSQL variant is marked `services`).
+`make_app(**overrides)` builds an app with `create_app(Settings(...))`; the defaults are an empty
+migrated database (a new SQLite file under tmp_path; on PostgreSQL the session's migrated database,
+emptied, for the test's first app and a copy of the migrated template for any further one, see
+tests/fixtures/postgres.py), artifacts in tmp_path, DATA_DIR = the shared data, and the broker
+`redis://127.0.0.1:6379/14` with a train queue named uniquely for the test (so `queue_len()` is exactly
+what this test queued). `fake_worker` writes what a worker would (claim, epochs, finish).
+
+A test that only makes sense on one database says so with
+`@pytest.mark.parametrize("db_backend", ["sqlite"])`, and why, in a comment.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from core import results, runs
 from core.migrate import upgrade_head
 from core.models import Run
 from core.settings import Settings
+from tests.fixtures.postgres import empty_tables
 
 TEST_BROKER = "redis://127.0.0.1:6379/14"
 CLOSED_BROKER = "redis://127.0.0.1:1/14"  # nothing listens on port 1: connection refused at once
@@ -46,23 +54,40 @@ def queue_name() -> str:
     return f"test-train-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database the test's apps use: "sqlite" or "postgresql"."""
+    return request.param
+
+
 @pytest.fixture
 def make_app(
-    tmp_path: Path, shared_data: Path, queue_name: str, redis_client: redis.Redis
+    tmp_path: Path, shared_data: Path, queue_name: str, redis_client: redis.Redis, db_backend: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., FastAPI]]:
-    """A factory of apps, each on its own migrated SQLite file; keyword arguments override Settings."""
+    """A factory of apps, each on its own database of `db_backend`, empty and migrated (unless
+    migrate=False: no schema at all); keyword arguments override Settings."""
     made: list[FastAPI] = []
 
-    def make(**overrides: Any) -> FastAPI:
+    def make(migrate: bool = True, **overrides: Any) -> FastAPI:
         root = tmp_path / f"app{len(made)}"
+        if db_backend == "postgresql" and migrate and not made:  # the session's migrated database, emptied
+            shared = request.getfixturevalue("pg_migrated")
+            empty_tables(shared)
+            database_url = shared.url.render_as_string(hide_password=False)
+        elif db_backend == "postgresql":  # a further app of this test: a database of its own
+            database_url = request.getfixturevalue("pg_database")(migrated=migrate)
+        else:
+            database_url = f"sqlite:///{root / 'inkwell.db'}"
+            if migrate:
+                upgrade_head(database_url)
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{root / 'inkwell.db'}", "broker_url": TEST_BROKER,
-            "artifacts_dir": root / "artifacts", "data_dir": shared_data, "train_queue": queue_name,
-            "api_key": None, **overrides,
+            "database_url": database_url, "broker_url": TEST_BROKER, "artifacts_dir": root / "artifacts",
+            "data_dir": shared_data, "train_queue": queue_name, "api_key": None, **overrides,
         }
-        upgrade_head(values["database_url"])
         app = create_app(Settings(**values))
         made.append(app)
+        assert app.state.engine.dialect.name == db_backend
         return app
 
     yield make

@@ -5,16 +5,65 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
-import api.events as runs_routes
+# The module that holds the event stream (run_events, _snapshot and its constants): every monkeypatch
+# below goes through this one name.
+from api import events as events_module
+from core import runs
+from core.models import utcnow
+
+WAIT = 30.0  # the bound of every wait in this file (two shared cores: generous; never reached when it passes)
 
 
 @pytest.fixture(autouse=True)
 def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs_routes, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(events_module, "POLL_SECONDS", 0.05)
+
+
+class PollCounter:
+    """Wraps the stream's database poll (`_snapshot`): counts the polls, knows whether one is running,
+    lets a test wait for a number of polls, and holds `exclusive` (when given) while it reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, exclusive: threading.Lock | None = None) -> None:
+        self.started = 0
+        self.running = 0
+        self.changed = threading.Condition()
+        self._exclusive = exclusive
+        self._original = events_module._snapshot
+        monkeypatch.setattr(events_module, "_snapshot", self._poll)
+
+    def _poll(self, factory: Any, run_id: str) -> Any:
+        with self.changed:
+            self.started += 1
+            self.running += 1
+            self.changed.notify_all()
+        try:
+            if self._exclusive is None:
+                return self._original(factory, run_id)
+            with self._exclusive:
+                return self._original(factory, run_id)
+        finally:
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], what: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(predicate, WAIT), f"timed out waiting for {what}"
+
+
+def end_run_anyway(fake_worker, run_id: str) -> None:
+    """Finish the run whatever state it is in (cancelled: its lease is long gone by then), so that a
+    stream following it ends and a failing test fails instead of hanging."""
+    with fake_worker.factory() as session:
+        runs.request_cancel(session, run_id, now=utcnow() + timedelta(days=1))
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[dict]:
@@ -64,33 +113,66 @@ def test_stream_reports_each_step_in_order_and_ends_with_the_final_status(client
     assert seen[-1]["id"] == "3-succeeded"
 
 
-def test_stream_follows_a_worker_thread_and_ends(client, fake_worker):
+def test_stream_follows_a_worker_thread_and_ends(client, fake_worker, monkeypatch):
+    """A worker thread writes in two bursts, each released by what the reader has seen. A burst is
+    written while no poll reads (one lock), so a poll sees all of a burst or none of it: several
+    changes at once (running and two epochs; two more epochs and the final status), and the stream
+    must still report each one, in order, and end."""
     (run_id,) = fake_worker.create("seq2seq", epochs=4)
+    go = [threading.Event(), threading.Event()]  # set by the reader: the worker may write its next burst
+    burst = threading.Lock()
+    PollCounter(monkeypatch, exclusive=burst)
+    problems: list[str] = []
 
     def work() -> None:
-        time.sleep(0.2)
-        fake_worker.start(run_id)
-        for epoch in range(1, 5):
-            time.sleep(0.08)
-            fake_worker.epoch(run_id, epoch, 2.0 / epoch, 1.0 - 0.1 * epoch)
-        fake_worker.finish(run_id, status="failed", error="boom")
+        try:
+            if not go[0].wait(WAIT):
+                problems.append("the stream never reported the queued run")
+                return
+            with burst:
+                fake_worker.start(run_id)
+                fake_worker.epoch(run_id, 1, 2.0, 0.9)
+                fake_worker.epoch(run_id, 2, 1.0, 0.8)
+            if not go[1].wait(WAIT):
+                problems.append("the stream never reported epoch 2")
+                return
+            with burst:
+                fake_worker.epoch(run_id, 3, 2.0 / 3, 0.7)
+                fake_worker.epoch(run_id, 4, 0.5, 0.6)
+                fake_worker.finish(run_id, status="failed", error="boom")
+        except BaseException as exc:  # reported by the test below
+            problems.append(f"worker thread: {exc!r}")
+        finally:
+            if not fake_worker.run(run_id).finished:
+                end_run_anyway(fake_worker, run_id)
 
     worker = threading.Thread(target=work)
     started = time.monotonic()
     worker.start()
-    with client.stream("GET", f"/runs/{run_id}/events") as r:
-        events = [e for e in sse_events(r.iter_lines()) if "event" in e]
-    worker.join()
+    events = []
+    try:
+        with client.stream("GET", f"/runs/{run_id}/events") as r:
+            for event in sse_events(r.iter_lines()):
+                if "event" not in event:
+                    continue
+                events.append(event)
+                data = event["data"]
+                if data.get("status") == "queued":
+                    go[0].set()
+                if data.get("epoch") == 2:
+                    go[1].set()
+    finally:
+        go[0].set()
+        go[1].set()
+        worker.join(WAIT)
+    assert not worker.is_alive() and problems == []
     assert time.monotonic() - started < 20
-    epochs = [e["data"]["epoch"] for e in events if e["event"] == "epoch"]
-    statuses = [e["data"]["status"] for e in events if e["event"] == "status"]
-    assert epochs == [1, 2, 3, 4]
-    assert statuses[0] == "queued" and statuses[-1] == "failed"
-    assert len(statuses) == len(set(statuses))  # one event per change
-    assert events[-1]["event"] == "status" and events[-1]["data"]["error"] == "boom"
-    first_epoch = next(i for i, e in enumerate(events) if e["event"] == "epoch")
-    assert "running" in [e["data"]["status"] for e in events[:first_epoch] if e["event"] == "status"]
-    assert all("val_error_rate" in e["data"] for e in events if e["event"] == "epoch")
+    kinds = [(e["event"], e["data"].get("status", e["data"].get("epoch"))) for e in events]
+    assert kinds == [("status", "queued"), ("status", "running"), ("epoch", 1), ("epoch", 2), ("epoch", 3),
+                     ("epoch", 4), ("status", "failed")]
+    assert events[-1]["data"]["error"] == "boom" and events[-1]["data"]["epochs_done"] == 4
+    assert events[-1]["id"] == "4-failed"
+    assert [e["data"]["val_error_rate"] for e in events if e["event"] == "epoch"] == [0.9, 0.8, 0.7, 0.6]
 
 
 def test_finished_run_streams_its_history_then_ends(client, fake_worker):
@@ -113,27 +195,46 @@ def test_last_event_id_resumes_after_that_epoch_and_204_once_the_end_was_seen(cl
     assert r.status_code == 204 and r.content == b""
 
 
-def test_keepalive_while_nothing_happens_and_disconnect_stops_polling(client, fake_worker, monkeypatch):
-    monkeypatch.setattr(runs_routes, "KEEPALIVE_SECONDS", 0.2)
-    polls = []
-    original = runs_routes._snapshot
+class EndOfRequests:
+    """ASGI wrapper: `ended` is set once the handling of an HTTP request (its streaming included) is over."""
 
-    def counting(factory, run_id):
-        polls.append(time.monotonic())
-        return original(factory, run_id)
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.ended = threading.Event()
 
-    monkeypatch.setattr(runs_routes, "_snapshot", counting)
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                self.ended.set()
+
+
+def test_keepalive_while_nothing_happens_and_disconnect_stops_polling(app, fake_worker, monkeypatch):
+    """Polling goes on while the client listens (keep-alives while nothing changes); once the client
+    leaves, the request's handling ends (so its polling loop is gone) although the run never finishes."""
+    monkeypatch.setattr(events_module, "KEEPALIVE_SECONDS", 0.2)
+    polls = PollCounter(monkeypatch)
     (run_id,) = fake_worker.create("cnn")
+    tracked = EndOfRequests(app)
     started = time.monotonic()
-    with client.stream("GET", f"/runs/{run_id}/events") as r:
-        stream = sse_events(r.iter_lines())
-        assert next(stream) == {"retry": str(runs_routes.RETRY_MS)}
-        assert next(stream)["event"] == "status"
-        assert next(stream) == {"comment": "keep-alive"}
+    with TestClient(tracked) as client:
+        with client.stream("GET", f"/runs/{run_id}/events") as r:
+            stream = sse_events(r.iter_lines())
+            assert next(stream) == {"retry": str(events_module.RETRY_MS)}
+            assert next(stream)["event"] == "status"
+            assert next(stream) == {"comment": "keep-alive"}
+            seen = polls.started
+            polls.wait_for(lambda: polls.started >= seen + 3, "the stream to keep polling")  # it is live
+            assert not tracked.ended.is_set()
+        # Leaving the block disconnected the client: the streaming handler ends, polling loop and all.
+        assert tracked.ended.wait(WAIT), "the stream went on after the client left"
+        count = polls.started
+        assert polls.running == 0
+        assert fake_worker.run(run_id).status == "queued"  # the run itself never ended
+        assert client.get("/healthz").status_code == 200  # the app still serves
     assert time.monotonic() - started < 10  # closing did not wait for the (never ending) run
-    count = len(polls)
-    time.sleep(0.4)
-    assert len(polls) == count  # nobody polls the database for a client that left
+    assert polls.started == count  # nobody polled the database for the client that left
 
 
 def test_events_for_an_unknown_run_are_404(client):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -150,24 +150,54 @@ def test_cache_reloads_a_replaced_checkpoint(make_serving, trained: TrainedModel
 
 
 def test_cache_loads_once_for_concurrent_first_requests(trained: TrainedModels) -> None:
+    """Six threads ask for one model at the same moment (a barrier). The first loader is held until
+    every other thread has missed the cache, so all of them must queue on the key's lock and find the
+    model there once the loader finishes: one load, one object, whatever the timing."""
+    n = 6
     calls: list[Path] = []
+    lookups = Counter()  # the cache's own lookups: "miss" / "hit"
+    changed = threading.Condition()
 
-    def slow_loader(path: Path):
+    def held_loader(path: Path):
         calls.append(path)
-        time.sleep(0.3)  # long enough for every thread to arrive while the first one loads
+        with changed:  # the loading thread missed twice (before and under the lock), the others once each
+            all_missed = changed.wait_for(lambda: lookups["miss"] >= n + 1, timeout=30)
+        assert all_missed, f"the other threads never asked the cache ({lookups})"
         return load_predictor(path, "cpu")
 
-    cache = ModelCache(2, loader=slow_loader)
+    cache = ModelCache(2, loader=held_loader)
+    lookup = cache._cached
+
+    def counted_lookup(key, signature):
+        found = lookup(key, signature)
+        with changed:
+            lookups["hit" if found is not None else "miss"] += 1
+            changed.notify_all()
+        return found
+
+    cache._cached = counted_lookup  # an instance attribute: `get` calls it for both of its lookups
+    barrier = threading.Barrier(n)
     got: list[object] = []
-    threads = [
-        threading.Thread(target=lambda: got.append(cache.get("a" * 32, trained.cnn))) for _ in range(6)
-    ]
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            barrier.wait(timeout=30)
+            got.append(cache.get("a" * 32, trained.cnn))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread is still waiting for the cache"
+    assert errors == []
     assert len(calls) == 1 and cache.loads == 1
-    assert len(got) == 6 and all(g is got[0] for g in got)
+    assert len(got) == n and all(g is got[0] for g in got)
+    assert lookups == {"miss": n + 1, "hit": n - 1}  # every waiting thread found the model under the lock
+    assert cache.get("a" * 32, trained.cnn) is got[0] and lookups["hit"] == n  # later: straight from the cache
 
 
 def test_cache_evicts_least_recently_used(trained: TrainedModels) -> None:

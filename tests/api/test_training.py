@@ -10,6 +10,7 @@ import time
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from core import runs
 from ml.config import TrainConfig
@@ -141,23 +142,62 @@ def test_idempotency_key_returns_the_same_runs_and_queues_nothing_new(client, qu
     assert queue_len() == 4
 
 
-def test_concurrent_retries_with_one_key_make_one_set_of_runs(app, queue_len, monkeypatch):
-    """Two requests race; the lookup is slowed down so that without the lock both would insert."""
-    original = runs.find_by_idempotency_key
+WAITING_ADVISORY_LOCKS = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
-    def slow_lookup(session, key):
-        found = original(session, key)
-        time.sleep(0.3)
+
+def test_concurrent_retries_with_one_key_make_one_set_of_runs(app, db_backend, queue_len, monkeypatch):
+    """Two requests with one key start together (a barrier). The one that gets the key's lock looks the
+    key up (nothing yet), then holds on until the other request is blocked on that lock: on PostgreSQL
+    its advisory lock is seen waiting in pg_locks; on SQLite it has asked for the write lock and has not
+    got it 0.5 s later. Without the lock both would find nothing and both would insert."""
+    lock_key, lookup = runs._lock_key, runs.find_by_idempotency_key  # what create_or_find_runs calls
+    counts = {"asked": 0, "locked": 0, "looked_up": 0}
+    changed = threading.Condition()
+    problems: list[str] = []
+
+    def count(name: str) -> int:
+        with changed:
+            counts[name] += 1
+            changed.notify_all()
+            return counts[name]
+
+    def counted_lock_key(session, key):
+        count("asked")
+        lock_key(session, key)
+        count("locked")
+
+    def second_request_blocked() -> bool:
+        if db_backend == "postgresql":
+            with app.state.engine.connect() as conn:
+                return conn.execute(WAITING_ADVISORY_LOCKS).scalar_one() > 0
+        with changed:  # SQLite: the only thing to see is that it does not get through
+            return not changed.wait_for(lambda: counts["locked"] == 2, timeout=0.5)
+
+    def held_lookup(session, key):
+        found = lookup(session, key)
+        if count("looked_up") == 1:  # the lock holder: wait for the other request before inserting
+            with changed:
+                if not changed.wait_for(lambda: counts["asked"] == 2, timeout=30):
+                    problems.append("the second request never asked for the lock")
+            deadline = time.monotonic() + 30
+            while not second_request_blocked():
+                if counts["locked"] == 2 or time.monotonic() > deadline:
+                    problems.append(f"the second request was not blocked by the key's lock ({counts})")
+                    break
+                time.sleep(0.01)
         return found
 
-    monkeypatch.setattr(runs, "find_by_idempotency_key", slow_lookup)  # what create_or_find_runs calls
+    monkeypatch.setattr(runs, "_lock_key", counted_lock_key)
+    monkeypatch.setattr(runs, "find_by_idempotency_key", held_lookup)
     payload = {"model": "cnn", "dataset": "mnist-8k", "epochs": 1}
     results: list = []
     barrier = threading.Barrier(2)
 
     def post() -> None:
         with TestClient(app) as c:
-            barrier.wait()
+            barrier.wait(timeout=30)
             results.append(c.post("/train", json=payload, headers={"Idempotency-Key": "race"}))
 
     threads = [threading.Thread(target=post) for _ in range(2)]
@@ -165,6 +205,9 @@ def test_concurrent_retries_with_one_key_make_one_set_of_runs(app, queue_len, mo
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert problems == []
+    assert counts == {"asked": 2, "locked": 2, "looked_up": 2}
     assert [r.status_code for r in results] == [202, 202]
     assert results[0].json() == results[1].json()
     with app.state.sessionmaker() as session:

@@ -90,7 +90,7 @@ def replace_file(source: Path, target: Path) -> None:
 
 @dataclass
 class Serving:
-    """A test app on a fresh migrated SQLite database with its own artifacts folder."""
+    """A test app on a fresh migrated database with its own artifacts folder."""
 
     app: FastAPI
     client: TestClient
@@ -128,10 +128,13 @@ class Serving:
             results.promote(session, model, run_id)
 
 
-def build_serving(root: Path, data_dir: Path, api_key: str | None = None) -> Serving:
-    """A fresh app under `root` (database, artifacts); the caller closes `client`."""
-    url = f"sqlite:///{root / 'inkwell.db'}"
-    upgrade_head(url)
+def build_serving(root: Path, data_dir: Path, api_key: str | None = None, database_url: str | None = None,
+                  ) -> Serving:
+    """A fresh app under `root` (artifacts; the database a new SQLite file there unless `database_url`,
+    already migrated, is given); the caller closes `client`."""
+    url = database_url or f"sqlite:///{root / 'inkwell.db'}"
+    if database_url is None:
+        upgrade_head(url)
     settings = Settings(
         database_url=url,
         broker_url=UNUSED_BROKER,
@@ -146,12 +149,17 @@ def build_serving(root: Path, data_dir: Path, api_key: str | None = None) -> Ser
 
 
 @pytest.fixture
-def make_serving(tmp_path: Path, shared_data: Path) -> Iterator[Callable[..., Serving]]:
-    """A factory of empty serving apps (one folder each), closed after the test."""
+def make_serving(
+    tmp_path: Path, shared_data: Path, db_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Serving]]:
+    """A factory of empty serving apps (one folder each) on `db_backend` (a SQLite file, or a throwaway
+    migrated PostgreSQL database: which run serves is a database query), closed after the test."""
     made: list[Serving] = []
 
     def make(api_key: str | None = None) -> Serving:
-        serving = build_serving(tmp_path / f"app{len(made)}", shared_data, api_key=api_key)
+        url = request.getfixturevalue("pg_database")(migrated=True) if db_backend == "postgresql" else None
+        serving = build_serving(tmp_path / f"app{len(made)}", shared_data, api_key=api_key, database_url=url)
+        assert serving.app.state.engine.dialect.name == db_backend
         made.append(serving)
         return serving
 
@@ -161,6 +169,8 @@ def make_serving(tmp_path: Path, shared_data: Path) -> Iterator[Callable[..., Se
         serving.app.state.engine.dispose()
 
 
+# One app per module on SQLite: these tests are about the models' answers; which run serves (a
+# database query) is tested on both databases with `make_serving`.
 @pytest.fixture(scope="module")
 def serving(
     trained: TrainedModels, shared_data: Path, tmp_path_factory: pytest.TempPathFactory

@@ -9,24 +9,20 @@ and page errors, and leaves a screenshot under test-results/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from tests.support import free_port, wait_for
+from tests.fixtures.services import ApiProcess, Service, WorkerProcess, service_env
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,102 +32,22 @@ TRAIN_TIMEOUT = 180.0  # two shared cores: be patient
 API_KEY = "browser-test-key"
 
 
-
-class Process:
-    """A `python -m <module>` subprocess in its own process group, output in a log file."""
-
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module = module
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self, tail: int = 3000) -> str:
-        return f"--- {self.module} log\n{self.log_path.read_text(errors='replace')[-tail:]}"
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            pytest.fail(f"{self.module} exited with {self.proc.returncode}\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(30)
-        self._log.close()
-
-
-@dataclass
-class Service:
-    """The running API (at `url`) and worker, and a plain HTTP client for the tests' own checks."""
-
-    url: str
-    http: httpx.Client
-    processes: list[Process] = field(default_factory=list)
-
-    def logs(self) -> str:
-        return "\n".join(p.log() for p in self.processes)
-
-    def train(self, **body: Any) -> dict[str, Any]:
-        r = self.http.post("/train", json=body)
-        assert r.status_code == 202, r.text
-        return r.json()
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        r = self.http.get(f"/runs/{run_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def wait_finished(self, run_id: str, timeout: float = TRAIN_TIMEOUT) -> dict[str, Any]:
-        def finished() -> dict[str, Any] | None:
-            for p in self.processes:
-                p.check_alive()
-            run = self.run(run_id)
-            return run if run["status"] in ("succeeded", "failed", "cancelled") else None
-
-        return wait_for(finished, f"run {run_id} to finish", timeout, 0.25, self.logs)
-
-    def stop(self) -> None:
-        for proc in self.processes:
-            proc.stop()
-        self.http.close()
-
-
-def _start(tmp: Path, shared_data: Path, modules: tuple[str, ...], **extra_env: str) -> Service:
-    """Migrate a fresh SQLite database in `tmp`, start `python -m <module>` per module, wait until ready."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INKWELL_")}
-    env.update(
-        INKWELL_DATABASE_URL=f"sqlite:///{tmp / 'inkwell.db'}",
-        INKWELL_BROKER_URL=f"sqla+sqlite:///{tmp / 'broker.db'}",
-        INKWELL_ARTIFACTS_DIR=str(tmp / "artifacts"), INKWELL_DATA_DIR=str(shared_data),
-        INKWELL_TRAIN_QUEUE=f"browser-{uuid.uuid4().hex[:12]}", PORT=str(port),
-        PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **extra_env,
-    )
+def _start(tmp: Path, shared_data: Path, with_worker: bool, **settings: str) -> Service:
+    """Migrate a fresh SQLite database in `tmp` (`alembic upgrade head`, as a user does), start the API
+    (and a worker), wait until they are ready."""
+    env = service_env(database_url=f"sqlite:///{tmp / 'inkwell.db'}",
+                      broker_url=f"sqla+sqlite:///{tmp / 'broker.db'}", artifacts_dir=tmp / "artifacts",
+                      data_dir=shared_data, train_queue=f"browser-{uuid.uuid4().hex[:12]}", **settings)
     migrate = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
-    url = f"http://127.0.0.1:{port}"
-    svc = Service(url=url, http=httpx.Client(base_url=url, timeout=30))
+    svc = Service(ApiProcess(env, tmp / "api.log"))
     try:
-        for module in modules:
-            svc.processes.append(Process(module, env, tmp / f"{module}.log"))
-
-        def ready() -> bool:
-            for proc in svc.processes:
-                proc.check_alive()
-            try:
-                if svc.http.get("/readyz", timeout=2).status_code != 200:
-                    return False
-            except httpx.HTTPError:
-                return False
-            return all(" ready: queue " in p.log_path.read_text(errors="replace")
-                       for p in svc.processes if p.module == "worker")
-
-        wait_for(ready, f"{' and '.join(modules)} to be ready", START_TIMEOUT, 0.25, svc.logs)
+        if with_worker:
+            svc.workers.append(WorkerProcess(env, tmp / "worker.log"))
+        svc.api.wait_ready(START_TIMEOUT)
+        for worker in svc.workers:
+            worker.wait_ready(START_TIMEOUT)
     except BaseException:
         svc.stop()
         raise
@@ -141,7 +57,7 @@ def _start(tmp: Path, shared_data: Path, modules: tuple[str, ...], **extra_env: 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Service]:
     """The API and one worker on the embedded default."""
-    svc = _start(tmp_path_factory.mktemp("dashboard-stack"), shared_data, ("api", "worker"))
+    svc = _start(tmp_path_factory.mktemp("dashboard-stack"), shared_data, with_worker=True)
     yield svc
     svc.stop()
 
@@ -149,7 +65,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
 @pytest.fixture
 def keyed_api(tmp_path: Path, shared_data: Path) -> Iterator[Service]:
     """Just the API (no worker: queued runs stay queued), with INKWELL_API_KEY set to API_KEY."""
-    svc = _start(tmp_path, shared_data, ("api",), INKWELL_API_KEY=API_KEY)
+    svc = _start(tmp_path, shared_data, with_worker=False, api_key=API_KEY)
     yield svc
     svc.stop()
 
@@ -164,7 +80,7 @@ def trained_runs(service: Service) -> dict[str, str]:
 
 
 def _succeeded(service: Service, run_id: str) -> str:
-    run = service.wait_finished(run_id)
+    run = service.wait_finished(run_id, TRAIN_TIMEOUT)
     assert run["status"] == "succeeded", f"{run['status']}: {run['error']}\n{service.logs()}"
     return run_id
 

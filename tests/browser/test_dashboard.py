@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from ml.data.idx import read_idx
-from tests.browser.conftest import API_KEY, TRAIN_TIMEOUT, Service, Ui
+from tests.browser.conftest import API_KEY, TRAIN_TIMEOUT, Ui
+from tests.fixtures.services import Service
 
 pytestmark = pytest.mark.browser
 

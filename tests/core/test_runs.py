@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -61,12 +60,24 @@ def test_claim_lease_and_heartbeat(session) -> None:
     assert repo.get_run(session, run.id).status == "succeeded"
 
 
-def test_claim_after_real_lease_expiry(session) -> None:
+def test_claim_after_a_sub_second_lease_expires(session) -> None:
+    """A 0.3 s lease, on an injected clock: stored with sub-second precision, claimable once it lapsed."""
     run = _queue(session)[0]
-    assert repo.claim_run(session, run.id, "w1", "cpu", 0.3) is not None
-    assert repo.claim_run(session, run.id, "w2", "cpu", 0.3) is None
-    time.sleep(0.5)
-    assert repo.claim_run(session, run.id, "w2", "cpu", 0.3).attempt == 2
+    t0 = utcnow()
+    first = repo.claim_run(session, run.id, "w1", "cpu", 0.3, now=t0)
+    assert first is not None and first.lease_expires_at == t0 + timedelta(seconds=0.3)
+    assert repo.claim_run(session, run.id, "w2", "cpu", 0.3, now=t0 + timedelta(seconds=0.2)) is None
+    assert repo.claim_run(session, run.id, "w2", "cpu", 0.3, now=t0 + timedelta(seconds=0.3)) is None  # not yet
+
+    later = t0 + timedelta(seconds=0.5)
+    taken = repo.claim_run(session, run.id, "w2", "cpu", 0.3, now=later)
+    assert taken is not None and (taken.worker, taken.attempt, taken.status) == ("w2", 2, "running")
+    assert taken.lease_expires_at == later + timedelta(seconds=0.3) and taken.started_at == t0
+    assert not repo.heartbeat(session, run.id, "w1", 0.3, now=later)  # the stale worker lost its lease
+    assert repo.finish_run(session, run.id, "succeeded", worker="w1").status == "running"  # and cannot finish it
+    assert repo.heartbeat(session, run.id, "w2", 0.3, now=later + timedelta(seconds=0.2))
+    assert repo.claim_run(session, run.id, "w3", "cpu", 0.3, now=later + timedelta(seconds=0.45)) is None
+    assert repo.get_run(session, run.id).worker == "w2"
 
 
 def _race(factory, run_id: str, workers: tuple[str, ...]) -> dict[str, Run | None]:
@@ -110,16 +121,17 @@ def test_never_claims_cancelled_runs(session) -> None:
     assert repo.finish_run(session, running, "cancelled").status == "cancelled"
 
     repo.claim_run(session, stale, "w", "cpu", 60, now=t0 - timedelta(hours=1))  # worker died long ago
-    assert repo.request_cancel(session, stale).status == "cancelled"
+    assert repo.request_cancel(session, stale, now=t0).status == "cancelled"
 
 
 def test_request_cancel_semantics(session) -> None:
     queued, running, done = (r.id for r in _queue(session, 3))
     assert not repo.is_cancel_requested(session, queued)
-    cancelled = repo.request_cancel(session, queued)
-    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
-    repo.claim_run(session, running, "w", "cpu", 60)
-    assert repo.request_cancel(session, running).status == "running"
+    t0 = utcnow()
+    cancelled = repo.request_cancel(session, queued, now=t0)
+    assert cancelled.status == "cancelled" and cancelled.finished_at == t0
+    repo.claim_run(session, running, "w", "cpu", 60, now=t0)
+    assert repo.request_cancel(session, running, now=t0 + timedelta(seconds=59)).status == "running"
     assert repo.is_cancel_requested(session, running)
     repo.claim_run(session, done, "w", "cpu", 60)
     repo.finish_run(session, done, "succeeded")

@@ -8,7 +8,7 @@ import pytest
 
 from ml.data.images import load_images
 from tests.api.trained import digit_png_dark_on_light
-from tests.e2e.conftest import Service
+from tests.fixtures.services import StackService
 from tests.support import wait_for
 
 pytestmark = pytest.mark.services
@@ -18,7 +18,7 @@ TINY_S2S = {"model": "seq2seq", "dataset": "spa-eng", "attention": True, "limit"
 SLOW_CNN = {"model": "cnn", "dataset": "mnist-8k", "limit": 2000, "batch_size": 8, "learning_rate": 0.001}
 
 
-def test_cnn_train_watch_then_predict_and_activation_maps(service: Service, shared_data) -> None:
+def test_cnn_train_watch_then_predict_and_activation_maps(service: StackService, shared_data) -> None:
     run_id = service.train(TINY_CNN)["run_id"]
     states = service.watch(run_id)
     assert states[-1] == ("succeeded", 3), service.logs()
@@ -50,7 +50,7 @@ def test_cnn_train_watch_then_predict_and_activation_maps(service: Service, shar
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
 
-def test_seq2seq_train_then_transliterate_greedy_and_beam(service: Service) -> None:
+def test_seq2seq_train_then_transliterate_greedy_and_beam(service: StackService) -> None:
     run_id = service.train(TINY_S2S)["run_id"]
     assert service.wait_finished(run_id)["status"] == "succeeded", service.logs()
     greedy = service.http.post("/transliterate", json={"text": "Tengo hambre.", "run_id": run_id})
@@ -65,7 +65,7 @@ def test_seq2seq_train_then_transliterate_greedy_and_beam(service: Service) -> N
     assert len(b["attention"]) == len(b["output_chars"]) and len(b["attention"][0]) == len(b["input_chars"])
 
 
-def test_a_sweep_of_three_learning_rates_trains_three_runs(service: Service) -> None:
+def test_a_sweep_of_three_learning_rates_trains_three_runs(service: StackService) -> None:
     body = {**TINY_CNN, "limit": 300, "epochs": 1, "batch_size": 32, "learning_rate": None,
             "learning_rates": [0.01, 0.001, 0.0001]}
     del body["learning_rate"]
@@ -77,25 +77,39 @@ def test_a_sweep_of_three_learning_rates_trains_three_runs(service: Service) -> 
     assert sorted(row["learning_rate"] for row in sweep["runs"]) == [0.0001, 0.001, 0.01]
 
 
-def test_sigkilled_worker_run_finishes_after_a_new_worker_starts(service: Service) -> None:
+def test_sigkilled_worker_run_finishes_after_a_new_worker_starts(service: StackService) -> None:
     run_id = service.train({**SLOW_CNN, "epochs": 4})["run_id"]
     wait_for(lambda: len(service.metrics(run_id)["epochs"]) >= 1, "the first epoch", 180, 0.1, service.logs)
     service.stack.workers[0].kill(signal.SIGKILL)
     assert service.metrics(run_id)["status"] == "running"
     service.stack.start_worker().wait_ready()
-    metrics = service.wait_finished(run_id)
-    assert metrics["status"] == "succeeded", service.logs()
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]  # exactly one row per epoch
-    run = service.http.get(f"/runs/{run_id}").json()
+    run = service.wait_finished(run_id)
+    assert run["status"] == "succeeded", service.logs()
+    assert [e["epoch"] for e in service.metrics(run_id)["epochs"]] == [1, 2, 3, 4]  # exactly one row per epoch
     assert run["attempt"] == 2 and run["worker"] == service.stack.workers[1].name
 
 
-def test_cancel_a_running_run_over_http(service: Service) -> None:
+def test_cancel_a_running_run_over_http(service: StackService) -> None:
+    """202 for a running run (the worker stops it), 200 for a queued one (cancelled at once)."""
     run_id = service.train({**SLOW_CNN, "epochs": 8})["run_id"]
-    wait_for(lambda: len(service.metrics(run_id)["epochs"]) >= 1, "the first epoch", 180, 0.1, service.logs)
+    wait_for(lambda: (m := service.metrics(run_id))["status"] == "running" and len(m["epochs"]) >= 1,
+             "the first epoch", 180, 0.1, service.logs)
+    # The only worker (solo pool, one task at a time) is busy with that run: this one stays queued.
+    queued_id = service.train({**SLOW_CNN, "epochs": 1})["run_id"]
+    assert service.metrics(queued_id)["status"] == "queued"
+    response = service.http.post(f"/runs/{queued_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+
     response = service.http.post(f"/runs/{run_id}/cancel")
-    assert response.status_code in (200, 202), response.text
+    assert response.status_code == 202, response.text  # running under a live lease (heartbeats every 1 s)
+    assert (response.json()["status"], response.json()["cancel_requested"]) == ("running", True)
     at_request = len(service.metrics(run_id)["epochs"])
-    metrics = service.wait_finished(run_id)
-    assert metrics["status"] == "cancelled", service.logs()
-    assert len(metrics["epochs"]) <= at_request + 1  # stopped within one epoch
+    assert service.wait_finished(run_id)["status"] == "cancelled", service.logs()
+    assert len(service.metrics(run_id)["epochs"]) <= at_request + 1  # stopped within one epoch
+    again = service.http.post(f"/runs/{run_id}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"  # already cancelled
+
+    queued = service.http.get(f"/runs/{queued_id}").json()
+    assert (queued["status"], queued["attempt"]) == ("cancelled", 0)  # never started
+    assert service.metrics(queued_id)["epochs"] == []

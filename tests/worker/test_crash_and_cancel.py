@@ -10,8 +10,8 @@ import pytest
 
 from core import runs as repo
 from core.models import utcnow
+from tests.fixtures.services import Stack
 from tests.support import wait_for
-from tests.worker.conftest import Stack
 
 pytestmark = pytest.mark.services
 SLOW = {"limit": 2000, "batch_size": 8}  # about 1-2 s per epoch on one CPU thread

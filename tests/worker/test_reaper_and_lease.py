@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from core.models import utcnow
 from core.queue import TRAIN_TASK, make_celery
 from ml.config import TrainConfig
 from ml.errors import DataError
+from tests.support import wait_for
 from worker.lease import LeaseKeeper
 from worker.reaper import reap_interval, reap_once
 from worker.training import StopCheck, error_line, resolve_config
@@ -109,20 +109,16 @@ def test_lease_keeper_renews_then_notices_a_takeover(make_stack) -> None:
     with stack.factory() as session:
         first_expiry = repo.claim_run(session, run_id, "me@host", "cpu", 2).lease_expires_at
     keeper = LeaseKeeper(stack.factory, run_id, "me@host", lease_seconds=2, interval=0.2).start()
-    try:
-        time.sleep(1.0)
-        renewed = stack.run(run_id)
-        assert renewed.lease_expires_at > first_expiry + timedelta(seconds=0.5)
+    try:  # renewals every 0.2 s: wait (bounded) until one has moved the expiry by more than 0.5 s
+        wait_for(lambda: stack.run(run_id).lease_expires_at > first_expiry + timedelta(seconds=0.5),
+                 "the lease keeper to renew the lease", 10, 0.05)
         assert not keeper.lost
 
         with stack.factory() as session:  # another worker takes over (as after an expired lease)
             later = utcnow() + timedelta(seconds=5)
             taken = repo.claim_run(session, run_id, "other@host", "cpu", 60, now=later)
         assert taken is not None and taken.attempt == 2
-        wait_until = time.monotonic() + 10
-        while not keeper.lost and time.monotonic() < wait_until:
-            time.sleep(0.05)
-        assert keeper.lost
+        wait_for(lambda: keeper.lost, "the lease keeper to notice the takeover", 10, 0.05)
         assert stack.run(run_id).worker == "other@host"
     finally:
         keeper.stop()

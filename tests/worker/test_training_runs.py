@@ -13,7 +13,8 @@ import torch
 from ml.checkpoint import load_checkpoint
 from ml.data.images import load_images
 from ml.models.cnn import CNN
-from tests.worker.conftest import ROOT, Stack
+from tests.fixtures.services import Stack
+from tests.support import ROOT
 
 pytestmark = pytest.mark.services
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
