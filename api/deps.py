@@ -1,14 +1,13 @@
-"""Request dependencies: settings, a database session per request, the Celery client, the API key check,
-and the run named in the path (404 when there is none)."""
+"""Request dependencies: settings, a database session per request, the Celery client and the run named in
+the path (404 when there is none). Who may call a route is decided app-wide in api/access.py."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from core.models import Run
@@ -31,21 +30,6 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def get_celery(request: Request) -> Celery:
     return request.app.state.celery
-
-
-def require_api_key(
-    request: Request, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
-) -> None:
-    """Mutating requests need `X-API-Key` (or `Authorization: Bearer …`) when INKWELL_API_KEY is set."""
-    expected = request.app.state.settings.api_key
-    if not expected:
-        return
-    given = x_api_key
-    auth = request.headers.get("authorization", "")
-    if given is None and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong API key: send it in the X-API-Key header")
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -71,4 +55,3 @@ def get_path_run(run_id: str, session: SessionDep) -> Run:
 
 RunDep = Annotated[Run, Depends(get_path_run)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
-ApiKey = Depends(require_api_key)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import sessionmaker
 
+from api.access import authorize, parse_keys
 from api.errors import install_error_handlers
 from api.model_cache import ModelCache
 from api.observability import install_metrics
@@ -31,7 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     load_kind_modules(settings.kind_modules)  # kinds registered outside ml/kinds (INKWELL_KIND_MODULES)
     ensure_dirs(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = FastAPI(title="inkwell", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="inkwell", version="0.1.0", description=DESCRIPTION, dependencies=[Depends(authorize)])
+    app.state.api_keys = parse_keys(settings.api_keys, settings.api_key)
     engine = make_engine(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine

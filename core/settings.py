@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     result_backend: str | None = None  # None: results live in the database, no Celery backend needed
     artifacts_dir: Path = Path("./var/artifacts")
     data_dir: Path = Path("./data")
-    api_key: str | None = None
+    api_key: str | None = None  # the old single key: an admin key (api/access.py)
+    api_keys: str | None = None  # "admin:KEY1,infer:KEY2,read:KEY3" (scopes: read, infer, train, admin)
+    metrics_public: bool = False  # /metrics without a key even when keys are set
+    host: str = "127.0.0.1"  # where `python -m api` listens; 0.0.0.0 only inside a private network
     max_upload_bytes: int = Field(5_000_000, gt=0)
     max_image_pixels: int = Field(25_000_000, gt=0)
     train_queue: str = "gpu"
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("api_key", "result_backend", mode="before")
+    @field_validator("api_key", "api_keys", "result_backend", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

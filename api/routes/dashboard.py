@@ -15,7 +15,9 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.access import COOKIE, scopes_of
 
 router = APIRouter(tags=["dashboard"])
 
@@ -37,8 +39,18 @@ VENDOR_CACHE = "public, max-age=86400"  # Plotly changes only with the installed
 class DashboardSettings(BaseModel):
     """What the page needs to know about the server before its first request."""
 
-    api_key_required: bool = Field(description="whether POST requests need the X-API-Key header")
+    api_key_required: bool = Field(description="whether requests need an API key (X-API-Key header)")
     plotly_version: str | None = Field(description="version of the bundled Plotly library, if installed")
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str = Field(min_length=1, max_length=512)
+
+
+class SessionOut(BaseModel):
+    scopes: list[str] = Field(description="the scopes of the key")
 
 
 @lru_cache(maxsize=1)
@@ -105,9 +117,30 @@ def dashboard(request: Request) -> Response:
     response_model=DashboardSettings,
 )
 def dashboard_settings(request: Request) -> DashboardSettings:
-    return DashboardSettings(
-        api_key_required=bool(request.app.state.settings.api_key), plotly_version=plotly_version()
-    )
+    return DashboardSettings(api_key_required=bool(request.app.state.api_keys), plotly_version=plotly_version())
+
+
+@router.post(
+    "/dashboard/session",
+    summary="Hand the dashboard's API key to the browser as an HttpOnly, SameSite=Strict cookie",
+    response_model=SessionOut,
+    responses={401: {"description": "unknown API key"}},
+)
+def open_session(body: SessionRequest, request: Request, response: Response) -> SessionOut:
+    """The page's images, downloads and event streams cannot send headers; this cookie carries the key."""
+    scopes = scopes_of(body.api_key, request.app.state.api_keys)
+    if scopes is None:
+        raise HTTPException(401, "unknown API key")
+    response.set_cookie(COOKIE, body.api_key, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return SessionOut(scopes=sorted(scopes))
+
+
+@router.delete("/dashboard/session", status_code=204, summary="Forget the dashboard's API key cookie")
+def close_session(response: Response) -> Response:
+    response.delete_cookie(COOKIE, path="/")
+    response.status_code = 204
+    return response
 
 
 @router.api_route(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import ApiKey, SessionDep, find_run
+from api.deps import SessionDep, find_run
 from api.presenters import model_info
 from api.schemas import ModelInfo, ModelList, PromoteRequest
 from core.results import promote
@@ -23,9 +23,7 @@ def models(session: SessionDep) -> ModelList:
     "/models/{model}/promote",
     summary="Make a succeeded run the one that serves this model kind",
     response_model=ModelInfo,
-    dependencies=[ApiKey],
     responses={
-        401: {"description": "API key missing or wrong"},
         404: {"description": "no such model kind or run"},
         409: {"description": "the run has not succeeded"},
         422: {"description": "the run is of another model kind"},

@@ -66,6 +66,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
 def keyed_api(tmp_path: Path, shared_data: Path) -> Iterator[Service]:
     """Just the API (no worker: queued runs stay queued), with INKWELL_API_KEY set to API_KEY."""
     svc = _start(tmp_path, shared_data, with_worker=False, api_key=API_KEY)
+    svc.http.headers["X-API-Key"] = API_KEY  # the test's own client reads with the key; the page must ask
     yield svc
     svc.stop()
 

@@ -326,7 +326,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(ui: Ui, keyed_api: Se
     page.click("#train-submit")
     page.wait_for_selector("#form-error .alert")
     assert "API key" in page.inner_text("#form-error")
-    assert keyed_api.http.get("/runs").json()["runs"] == []
+    assert keyed_api.http.get("/runs", headers={"X-API-Key": API_KEY}).json()["runs"] == []
 
     page.fill("#api-key-input", API_KEY)
     page.click("#api-key-form button[type=submit]")

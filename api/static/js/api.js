@@ -84,7 +84,7 @@ export async function request(method, path, { json, form, query, as = "json", si
     body = form;
   }
   const key = getApiKey();
-  if (method !== "GET" && key) headers["X-API-Key"] = key;
+  if (key) headers["X-API-Key"] = key;
   let response;
   try {
     response = await fetch(url, { method, headers, body, signal });
@@ -100,6 +100,24 @@ export async function request(method, path, { json, form, query, as = "json", si
 
 const get = (path, query, opts) => request("GET", path, { query, ...opts });
 const post = (path, json, opts) => request("POST", path, { json, ...opts });
+
+/**
+ * Give the key to the server as an HttpOnly cookie too, so images, downloads and event streams (which
+ * cannot send headers) are authorised; an empty key removes the cookie.
+ */
+export async function openSession(key) {
+  const url = new URL("/dashboard/session", window.location.origin);
+  try {
+    if (key) {
+      await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ api_key: key }), credentials: "same-origin" });
+    } else {
+      await fetch(url, { method: "DELETE", credentials: "same-origin" });
+    }
+  } catch {
+    // the next request reports an unreachable server
+  }
+}
 
 export const api = {
   settings: () => get("/dashboard/settings"),

@@ -2,7 +2,7 @@
 // Every page module exports `render(root, params)` and may return a cleanup function (closing event
 // streams and timers) that runs when the user navigates away.
 
-import { api, getApiKey, setApiKey } from "./api.js";
+import { api, getApiKey, openSession, setApiKey } from "./api.js";
 import { banner, errorBox, h, replace } from "./dom.js";
 import * as classify from "./pages/classify.js";
 import * as run from "./pages/run.js";
@@ -83,9 +83,10 @@ function setupApiKey(required) {
     reveal();
     input.focus();
   });
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     setApiKey(input.value.trim());
+    await openSession(input.value.trim());
     banner(input.value.trim() ? "API key saved in this browser." : "API key removed.", "success");
   });
 }
@@ -98,6 +99,7 @@ async function start() {
     // the pages themselves will report that the API cannot be reached
   }
   setupApiKey(required);
+  if (required && getApiKey()) await openSession(getApiKey());
   window.addEventListener("hashchange", show);
   await show();
 }
