@@ -98,6 +98,8 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None]  # when its training message was last sent (None: never)
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # messages sent so far
     best_val_metric: Mapped[float | None] = mapped_column(Float)
 
     epoch_metrics: Mapped[list[EpochMetric]] = relationship(

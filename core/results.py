@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.db import FRESH
 from core.models import Artifact, EpochMetric, FinalMetric, PromotedModel, Run, utcnow
+from core.runs import fence
 from core.storage import ArtifactStore
 from core.upsert import upsert
 from ml.kinds import find_kind
@@ -36,8 +37,15 @@ def record_epoch(
     train_loss: float | None,
     val_metric: float | None,
     seconds: float,
+    *,
+    worker: str | None = None,
 ) -> None:
-    """Store (or overwrite) one epoch's metrics and refresh the run's best validation metric."""
+    """Store (or overwrite) one epoch's metrics and refresh the run's best validation metric.
+
+    With `worker`, the write is fenced: LeaseLost (nothing written) unless that worker holds a live lease.
+    """
+    if worker is not None:
+        fence(session, run_id, worker)
     values = {"train_loss": _finite(train_loss), "val_metric": _finite(val_metric), "seconds": float(seconds),
               "created_at": utcnow()}
     row = {"run_id": run_id, "epoch": int(epoch), **values}
@@ -50,15 +58,23 @@ def record_epoch(
     session.commit()
 
 
-def record_final(session: Session, run_id: str, name: str, value: float | None) -> None:
-    """Store (or overwrite) a final metric such as test_accuracy."""
+def record_final(session: Session, run_id: str, name: str, value: float | None, *, worker: str | None = None,
+                 ) -> None:
+    """Store (or overwrite) a final metric such as test_accuracy (fenced by `worker`'s lease when given)."""
+    if worker is not None:
+        fence(session, run_id, worker)
     values = {"run_id": run_id, "name": name, "value": _finite(value)}
     upsert(session, FinalMetric, values, ["run_id", "name"], ["value"])
     session.commit()
 
 
-def add_artifact(session: Session, run_id: str, kind: str, name: str, path: str, size_bytes: int) -> Artifact:
-    """Record a file (path relative to the artifacts folder); a second call with the same name replaces it."""
+def add_artifact(session: Session, run_id: str, kind: str, name: str, path: str, size_bytes: int, *,
+                 worker: str | None = None) -> Artifact:
+    """Record a file (path relative to the artifacts folder); a second call with the same name replaces it.
+
+    Fenced by `worker`'s lease when given."""
+    if worker is not None:
+        fence(session, run_id, worker)
     values = {"kind": kind, "path": path, "size_bytes": int(size_bytes), "created_at": utcnow()}
     upsert(session, Artifact, {"run_id": run_id, "name": name, **values}, ["run_id", "name"], list(values))
     session.commit()

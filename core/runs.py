@@ -96,11 +96,86 @@ def same_request(runs: list[Run], model: str, dataset: str, configs: list[dict[s
     return [(r.model, r.dataset, r.config) for r in runs] == [(model, dataset, c) for c in configs]
 
 
-def set_task_id(session: Session, run_id: str, task_id: str) -> None:
-    """Record the broker message that carries the run."""
-    session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id)
+def set_task_id(session: Session, run_id: str, task_id: str, *, now: datetime | None = None) -> None:
+    """Record the broker message just sent for the run (the reaper re-sends queued runs sent long ago)."""
+    session.execute(update(Run).where(Run.id == run_id)
+                    .values(task_id=task_id, sent_at=now or utcnow(), sends=Run.sends + 1)
                     .execution_options(synchronize_session=False))
     session.commit()
+
+
+class LeaseLost(RuntimeError):
+    """This worker no longer holds a live lease on the run: another worker may own it, write nothing."""
+
+
+def fence(session: Session, run_id: str, worker: str, *, now: datetime | None = None) -> None:
+    """Inside the caller's transaction: prove `worker` still holds a live lease on `run_id`, else LeaseLost.
+
+    The guarded UPDATE locks the run's row (PostgreSQL) or the database (SQLite) until the transaction
+    ends, so no other worker can claim the run between this check and the caller's commit: a worker's
+    write either lands while it owns the run or not at all.
+    """
+    now = now or utcnow()
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == "running", Run.lease_expires_at >= now)
+        .values(heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount != 1:
+        session.rollback()
+        raise LeaseLost(f"run {run_id}: {worker} no longer holds its lease; nothing was written")
+
+
+def release_run(session: Session, run_id: str, worker: str) -> bool:
+    """Hand a run back to the queue (a worker stopping on SIGTERM): queued again, this attempt not counted.
+
+    Only the worker holding the run can release it; True when it did. Its message is sent again by the
+    caller (or, failing that, by a reaper once `sent_at` is old).
+    """
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+        .values(status="queued", worker=None, lease_expires_at=None, attempt=Run.attempt - 1, sent_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    released = session.execute(stmt).rowcount == 1
+    session.commit()
+    return released
+
+
+def unsent_runs(session: Session, *, now: datetime, unsent_grace: float, resend_after: float,
+                limit: int = 100) -> list[str]:
+    """Queued runs whose message may be missing: never sent and older than `unsent_grace` seconds (the
+    API died between commit and send, or the broker refused), or last sent `resend_after` x 2^(sends-1)
+    seconds ago (a message lost, or dropped by a worker that gave up its claim)."""
+    rows = session.execute(
+        select(Run.id, Run.created_at, Run.sent_at, Run.sends)
+        .where(Run.status == "queued", Run.cancel_requested.is_(False))
+        .order_by(Run.created_at).limit(limit * 10)
+    )
+    due = []
+    for run_id, created_at, sent_at, sends in rows:
+        if sent_at is None:
+            if (now - created_at).total_seconds() >= unsent_grace:
+                due.append(run_id)
+        elif (now - sent_at).total_seconds() >= resend_after * 2 ** min(max(sends - 1, 0), 10):
+            due.append(run_id)
+    session.commit()
+    return due[:limit]
+
+
+def take_for_resend(session: Session, run_id: str, *, now: datetime, sent_before: datetime | None) -> bool:
+    """Mark `run_id` as being re-sent now (not committed), if it is still queued with the same `sent_at`;
+    False when another reaper or a claim got there first."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status == "queued",
+               Run.sent_at.is_(None) if sent_before is None else Run.sent_at == sent_before)
+        .values(sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
 
 
 def fail_unqueued(session: Session, run_ids: list[str], reason: str) -> None:
@@ -204,7 +279,7 @@ def finish_run(
     stmt = (
         update(Run)
         .where(Run.id == run_id, Run.status.in_(("queued", "running")))
-        .where(Run.worker == worker if worker is not None else true())
+        .where(and_(Run.worker == worker, Run.lease_expires_at >= utcnow()) if worker is not None else true())
         .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     train_queue: str = "gpu"
     heartbeat_seconds: float = Field(10, gt=0)
     lease_seconds: float = Field(60, gt=0)
+    unsent_grace_seconds: float = Field(30, gt=0)  # a queued run never sent for this long is sent by a reaper
+    resend_after_seconds: float = Field(600, gt=0)  # ... and one sent this long ago (doubling per send)
     model_cache_size: int = Field(4, ge=1)
     # Modules imported at startup that register more model kinds (ml.kinds.register_kind), comma-separated.
     kind_modules: Annotated[tuple[str, ...], NoDecode] = ()

@@ -1,12 +1,14 @@
 """Checkpoints: one file per run holding everything needed to resume training or serve the model.
 
-Written atomically (temporary file + rename) so a crash mid-save never leaves a torn file, and read with
-`torch.load(weights_only=True)`: a checkpoint holds tensors, numbers, strings, lists and dicts only.
+Written atomically (a temporary file unique to the writer + rename) so a crash mid-save never leaves a
+torn file, and read with `torch.load(weights_only=True)`: a checkpoint holds tensors, numbers, strings,
+lists and dicts only.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> Path:
     """Write `payload` (plus format tags) to `path` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique per writer, also across hosts
     torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
     os.replace(tmp, path)
     return path

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +94,29 @@ def fit(
     on_batch: Callable[[int, int], None] | None = None,
     resume: bool = True,
     device: str | None = None,
+    dataset_spec: str | None = None,
+    write_guard: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> FitResult:
     """Train `config` and return its history and test metric.
 
     on_epoch(result) runs after each epoch's checkpoint is written; should_cancel() is checked between
     batches (raise ml.errors.Cancelled when it says so); on_batch(done, total) reports progress.
     With resume=True an existing checkpoint in out_dir for the same config continues where it stopped.
+    `dataset_spec` is where to read config.data from when config.data is a dataset *name* (the service
+    stores names, so a run resumes on a machine whose data folder is elsewhere). `write_guard()` wraps
+    every checkpoint write (the worker fences it with its lease: a worker that lost the run writes nothing).
     """
     kind = get_kind(config.model)
-    holds = data_kind_of_spec(config.data)
+    spec = dataset_spec or config.data
+    guard = write_guard or nullcontext
+    holds = data_kind_of_spec(spec)
     if holds != kind.data_kind:
         raise DataError(f"dataset {config.data!r} holds {DATA_KINDS[holds]}; it cannot train a {kind.name} model")
     dev = pick_device(device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     torch.manual_seed(config.seed)
-    task: Recipe = kind.recipe(config, Path(data_dir), dev)
+    task: Recipe = kind.recipe(replace(config, data=spec), Path(data_dir), dev)
     model = task.build_model().to(dev)
     optimizer = _optimizer(config, model)
     generator = torch.Generator().manual_seed(config.seed)
@@ -145,16 +153,19 @@ def fit(
         val = task.evaluate(model, "val")
         result = EpochResult(epoch, train_loss, val, time.perf_counter() - started, task.metric)
         history.append(result)
-        save_checkpoint(ckpt_path, {
+        payload = {
             "model": config.model, "config": config.to_dict(), "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(), "epoch": epoch, "history": [asdict(h) for h in history],
             "meta": task.meta(), "rng": _rng_state(generator),
-        })
+        }
+        with guard():
+            save_checkpoint(ckpt_path, payload)
         if on_epoch is not None:
             on_epoch(result)
 
     test = task.evaluate(model, "test")
     saved = load_checkpoint(ckpt_path, map_location="cpu")
     saved["test"] = {task.metric: test}
-    save_checkpoint(ckpt_path, {k: v for k, v in saved.items() if k not in ("format", "version")})
+    with guard():
+        save_checkpoint(ckpt_path, {k: v for k, v in saved.items() if k not in ("format", "version")})
     return FitResult(config, history, test, task.metric, ckpt_path, str(dev), resumed_from=start_epoch)

@@ -8,15 +8,17 @@ import socket
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.exc import OperationalError
 
 from core.db import get_sessionmaker
-from core.queue import TRAIN_TASK, make_celery
+from core.errors import one_line
+from core.queue import TRAIN_TASK, enqueue_training, make_celery
+from core.runs import set_task_id
 from core.settings import get_settings
 from ml.kinds import load_kind_modules
 from worker.reaper import Reaper
-from worker.training import train_run
+from worker.training import STOPPING, train_run
 
 log = logging.getLogger("inkwell.worker")
 
@@ -42,11 +44,33 @@ def train_run_task(self: Task, run_id: str) -> str:
     so a queued run is not left without one.
     """
     try:
-        return train_run(run_id, worker=self.request.hostname or worker_name())
+        outcome = train_run(run_id, worker=self.request.hostname or worker_name())
     except OperationalError as exc:
         log.warning("run %s: database unreachable before the claim (%s); retrying in %d s", run_id,
                     type(exc).__name__, CLAIM_RETRY_SECONDS)
         raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_RETRIES) from None
+    if outcome == "interrupted":
+        resend(run_id)
+    return outcome
+
+
+def resend(run_id: str) -> None:
+    """Send a handed-back run's message again at once, for another worker (else a reaper does it later)."""
+    settings = get_settings()
+    try:
+        task_id = enqueue_training(celery_app, run_id, settings)
+        with get_sessionmaker()() as session:
+            set_task_id(session, run_id, task_id)
+        log.info("run %s: message sent again for another worker (task %s)", run_id, task_id)
+    except Exception as exc:  # the reaper re-sends queued runs whose message is old or missing
+        log.warning("run %s: could not send it again (%s); a reaper will", run_id, one_line(exc))
+
+
+@worker_shutting_down.connect
+def stop_training(sig: str = "", how: str = "", **_: Any) -> None:
+    """SIGTERM (warm shutdown): the run in training stops at its next batch and is handed back."""
+    STOPPING.set()
+    log.info("worker stopping (%s %s shutdown): the run in training, if any, goes back to the queue", sig, how)
 
 
 @worker_ready.connect

@@ -40,6 +40,11 @@ class LeaseKeeper:
         """True once a heartbeat found that this worker no longer holds the run."""
         return self._lost.is_set()
 
+    def mark_lost(self) -> None:
+        """A fenced write found the run no longer ours: stop renewing and let training stop."""
+        self._lost.set()
+        self._stop.set()
+
     def start(self) -> LeaseKeeper:
         self._thread.start()
         return self

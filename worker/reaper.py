@@ -3,6 +3,8 @@
 A worker killed mid-run leaves its run `running` with a lease nobody renews. Every worker runs a
 reaper thread that flips such runs back to `queued` (one UPDATE guarded by the expired lease, so only
 one reaper wins) and sends the training task again; the next claim resumes from the last checkpoint.
+It also sends again the message of any queued run that has none (`resend_unsent`): so a run is never
+left queued forever, whatever happened between the API's commit and its send.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import one_line
 from core.models import Run, utcnow
 from core.queue import enqueue_training
+from core.runs import take_for_resend, unsent_runs
 from core.settings import Settings
 
 log = logging.getLogger("inkwell.worker.reaper")
@@ -62,7 +65,8 @@ def reap_once(session: Session, app: Celery, settings: Settings, *, now: datetim
                 session.rollback()  # another reaper (or a claim) got there first
                 continue
             task_id = enqueue_training(app, run_id, settings)
-            session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id)
+            session.execute(update(Run).where(Run.id == run_id)
+                            .values(task_id=task_id, sent_at=now, sends=Run.sends + 1)
                             .execution_options(synchronize_session=False))
             session.commit()
         except Exception:
@@ -73,6 +77,34 @@ def reap_once(session: Session, app: Celery, settings: Settings, *, now: datetim
         log.info("reaper: run %s lost its worker %s during attempt %d; requeued as task %s", run_id, worker,
                  attempt, task_id)
     return requeued
+
+
+def resend_unsent(session: Session, app: Celery, settings: Settings, *, now: datetime | None = None) -> list[str]:
+    """Send again the messages of queued runs nobody took: never sent (the API died between its commit and
+    the send, or the broker refused) for `unsent_grace_seconds`, or last sent `resend_after_seconds` ago
+    (doubling after each send). A duplicate message is harmless: the claim lets one worker train the run."""
+    now = now or utcnow()
+    due = unsent_runs(session, now=now, unsent_grace=settings.unsent_grace_seconds,
+                      resend_after=settings.resend_after_seconds)
+    sent = []
+    for run_id in due:
+        try:
+            before = session.scalar(select(Run.sent_at).where(Run.id == run_id))
+            if not take_for_resend(session, run_id, now=now, sent_before=before):
+                session.rollback()
+                continue
+            task_id = enqueue_training(app, run_id, settings)
+            session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, sends=Run.sends + 1)
+                            .execution_options(synchronize_session=False))
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            log.warning("reaper: could not send run %s again (%s)", run_id, one_line(exc, with_type=True))
+            continue
+        sent.append(run_id)
+        log.info("reaper: queued run %s had no recent message (last sent %s); sent again as task %s", run_id,
+                 before or "never", task_id)
+    return sent
 
 
 class Reaper:
@@ -103,6 +135,7 @@ class Reaper:
             while not self._stop.is_set():
                 try:
                     reap_once(session, self.app, self.settings)
+                    resend_unsent(session, self.app, self.settings)
                 except Exception as exc:  # e.g. the database is down: try again next pass
                     session.rollback()
                     log.warning("reaper: pass failed (%s)", one_line(exc, with_type=True))

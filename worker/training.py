@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from core.db import get_sessionmaker
 from core.errors import one_line
 from core.models import Run
 from core.results import add_artifact, epochs, record_epoch, record_final
-from core.runs import claim_run, finish_run, is_cancel_requested
+from core.runs import LeaseLost, claim_run, fence, finish_run, is_cancel_requested, release_run
 from core.settings import Settings, get_settings
 from core.storage import ArtifactStore
 from ml.checkpoint import load_checkpoint
@@ -58,38 +60,43 @@ def error_line(exc: BaseException) -> str:
     return one_line(exc, MAX_ERROR_CHARS, with_type=True)
 
 
-def resolve_config(run: Run, data_dir: Path) -> TrainConfig:
-    """The run's TrainConfig with its dataset *name* resolved to a spec inside `data_dir`.
+def resolve_config(run: Run, data_dir: Path) -> tuple[TrainConfig, str]:
+    """(the run's TrainConfig, its dataset resolved to a spec inside `data_dir`).
 
-    Runs store the dataset by name, so a run requeued onto a worker with another data folder resumes.
+    The config keeps the dataset's *name* (what the checkpoint records), so a run requeued onto a worker
+    whose data folder is elsewhere resumes from the same checkpoint.
     """
     values = dict(run.config or {})
     name = str(values.get("data") or run.dataset)
     spec = resolve_dataset(name, get_kind(run.model).data_kind, Path(data_dir), model=run.model)
-    values.update(model=run.model, data=spec)
-    return TrainConfig.from_dict(values)
+    values.update(model=run.model, data=name)
+    return TrainConfig.from_dict(values), spec
 
 
 def _without_epochs(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "epochs"}
 
 
-def sync_epochs(session: Session, run_id: str, history: Iterable[Mapping[str, Any]]) -> list[int]:
+def sync_epochs(session: Session, run_id: str, history: Iterable[Mapping[str, Any]], worker: str,
+                ) -> list[int]:
     """Record the epochs of `history` (EpochResult dicts) that have no row yet; returns those epochs.
 
     Rows already there are left untouched (their created_at stays the time they were first written).
+    Every write is fenced by `worker`'s lease (LeaseLost: nothing more is written).
     """
     have = {row.epoch for row in epochs(session, run_id)}
     added = []
     for item in history:
         epoch = int(item["epoch"])
         if epoch not in have:
-            record_epoch(session, run_id, epoch, item["train_loss"], item["val_metric"], item["seconds"])
+            record_epoch(session, run_id, epoch, item["train_loss"], item["val_metric"], item["seconds"],
+                         worker=worker)
             added.append(epoch)
     return added
 
 
-def backfill_from_checkpoint(session: Session, run_id: str, checkpoint: Path, config: TrainConfig) -> int:
+def backfill_from_checkpoint(session: Session, run_id: str, checkpoint: Path, config: TrainConfig,
+                             worker: str) -> int:
     """Before resuming: record epochs the checkpoint holds but the database lacks (a crash between the
     checkpoint write and its metrics row). Returns the checkpoint's epoch (0 without a usable one)."""
     if not checkpoint.exists():
@@ -97,15 +104,20 @@ def backfill_from_checkpoint(session: Session, run_id: str, checkpoint: Path, co
     saved = load_checkpoint(checkpoint, map_location="cpu")
     if _without_epochs(saved.get("config", {})) != _without_epochs(config.to_dict()):
         return 0  # fit refuses it with a clear error
-    added = sync_epochs(session, run_id, saved.get("history", []))
+    added = sync_epochs(session, run_id, saved.get("history", []), worker)
     if added:
         log.info("run %s: recorded epochs %s from the checkpoint", run_id, added)
     return int(saved.get("epoch", 0))
 
 
+# Set when the worker is asked to stop (SIGTERM: docker compose stop, Kubernetes, spot reclaim): the run
+# in training stops at its next batch and goes back to the queue for another worker.
+STOPPING = threading.Event()
+
+
 class StopCheck:
-    """`should_cancel` for fit: true at once when the lease is lost, or when a cancel was requested
-    (the database is asked at most once per `poll_seconds`)."""
+    """`should_cancel` for fit: true at once when the lease is lost or the worker is stopping, or when a
+    cancel was requested (the database is asked at most once per `poll_seconds`)."""
 
     def __init__(
         self,
@@ -121,7 +133,7 @@ class StopCheck:
         self._cancel = False
 
     def __call__(self) -> bool:
-        if self.lease.lost:
+        if self.lease.lost or STOPPING.is_set():
             return True
         now = self.clock()
         if now - self._last >= self.poll_seconds:
@@ -145,8 +157,8 @@ def train_run(
     """Train one run if this worker can claim it; returns what happened.
 
     "skipped" (finished, cancelled or held by a live worker: the message is just acknowledged),
-    "succeeded", "failed", "cancelled", or "lease-lost" (another worker owns the run now; its status
-    is left alone).
+    "succeeded", "failed", "cancelled", "lease-lost" (another worker owns the run now; nothing more is
+    written), or "interrupted" (the worker is stopping: the run was handed back to the queue).
     """
     s = settings or get_settings()
     factory = factory or get_sessionmaker()
@@ -160,22 +172,36 @@ def train_run(
             return "skipped"
         lease = LeaseKeeper(factory, run_id, worker, s.lease_seconds, s.heartbeat_seconds).start()
         try:
-            return _train_claimed(session, run, worker, s, lease, requested)
+            return _train_claimed(session, run, worker, s, lease, requested, factory)
         finally:
             lease.stop()
 
 
 def _train_claimed(
-    session: Session, run: Run, worker: str, s: Settings, lease: LeaseKeeper, requested: str | None
+    session: Session, run: Run, worker: str, s: Settings, lease: LeaseKeeper, requested: str | None,
+    factory: sessionmaker[Session],
 ) -> str:
     run_id, total = run.id, run.epochs_total
     started = time.monotonic()
+
+    @contextmanager
+    def fenced() -> Iterator[None]:
+        """Around a file write: hold the lease's fence (the run's row) so no other worker can take the run
+        meanwhile; LeaseLost (and nothing written) when this worker no longer holds it."""
+        with factory() as guard:
+            fence(guard, run_id, worker)
+            yield
+            guard.commit()
 
     def on_epoch(result: EpochResult) -> None:
         if lease.lost:
             return
         try:
-            record_epoch(session, run_id, result.epoch, result.train_loss, result.val_metric, result.seconds)
+            record_epoch(session, run_id, result.epoch, result.train_loss, result.val_metric, result.seconds,
+                         worker=worker)
+        except LeaseLost:
+            lease.mark_lost()  # StopCheck stops the training at the next batch
+            return
         except Exception as exc:  # written again from the history when the run ends
             session.rollback()
             log.warning("run %s: could not record epoch %d (%s)", run_id, result.epoch, error_line(exc))
@@ -183,37 +209,45 @@ def _train_claimed(
                  result.train_loss, result.metric, result.val_metric, result.seconds)
 
     def lease_lost() -> str:
-        log.warning("run %s: lease lost; stopped without changing its status (another worker owns it)",
+        log.warning("run %s: lease lost; stopped without writing anything more (another worker owns it)",
                     run_id)
         return "lease-lost"
 
     try:
         store = ArtifactStore(s.artifacts_dir)
-        config = resolve_config(run, s.data_dir)
+        config, spec = resolve_config(run, s.data_dir)
         out_dir = store.run_dir(run_id, create=True)
-        done = backfill_from_checkpoint(session, run_id, store.checkpoint_path(run_id), config)
+        done = backfill_from_checkpoint(session, run_id, store.checkpoint_path(run_id), config, worker)
         log.info("run %s claimed by %s on %s: attempt %d, %s on %s, %d epochs, %s", run_id, worker,
                  run.device, run.attempt, run.model, run.dataset, config.epochs,
                  f"resuming after epoch {done}" if done else "starting at epoch 1")
         result = fit_model(config, data_dir=s.data_dir, out_dir=out_dir, resume=True, on_epoch=on_epoch,
-                           should_cancel=StopCheck(session, run_id, lease), device=requested)
+                           should_cancel=StopCheck(session, run_id, lease), device=requested,
+                           dataset_spec=spec, write_guard=fenced)
         if lease.lost:
             return lease_lost()
         history = [{"epoch": h.epoch, "train_loss": h.train_loss, "val_metric": h.val_metric,
                     "seconds": h.seconds} for h in result.history]
-        sync_epochs(session, run_id, history)
+        sync_epochs(session, run_id, history, worker)
         final_name = f"test_{result.metric}"
-        record_final(session, run_id, final_name, result.test_metric)
-        _write_artifacts(session, store, run_id, result.checkpoint, [h.as_json() for h in result.history],
-                         result.metric)
+        record_final(session, run_id, final_name, result.test_metric, worker=worker)
+        with fenced():
+            plots = _write_plots(store, run_id, [h.as_json() for h in result.history], result.metric)
+        for kind, path in (("checkpoint", Path(result.checkpoint)), *(("plot", p) for p in plots)):
+            add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size,
+                         worker=worker)
         finished = finish_run(session, run_id, "succeeded", worker=worker)
         log.info("run %s finished: %s, %s %.4f, %d epochs in %.1f s", run_id,
                  finished.status if finished else "gone", final_name, result.test_metric, len(history),
                  time.monotonic() - started)
         return finished.status if finished else "succeeded"
+    except LeaseLost:
+        return lease_lost()
     except Cancelled:
         if lease.lost:
             return lease_lost()
+        if STOPPING.is_set():
+            return _hand_back(session, run_id, worker, time.monotonic() - started)
         _finish_quietly(session, run_id, "cancelled", None, worker)
         log.info("run %s finished: cancelled after %.1f s", run_id, time.monotonic() - started)
         return "cancelled"
@@ -228,6 +262,20 @@ def _train_claimed(
         return "failed"
 
 
+def _hand_back(session: Session, run_id: str, worker: str, seconds: float) -> str:
+    """The worker is stopping: the run goes back to the queue (this attempt not counted); the finished
+    epochs are in its checkpoint, the interrupted one is trained again by the next worker."""
+    try:
+        released = release_run(session, run_id, worker)
+    except Exception as exc:  # the lease runs out and a reaper requeues it instead
+        session.rollback()
+        log.error("run %s: could not hand it back (%s); its lease will expire", run_id, error_line(exc))
+        return "interrupted"
+    log.info("run %s: worker stopping after %.1f s; run %s", run_id, seconds,
+             "handed back to the queue" if released else "no longer ours")
+    return "interrupted" if released else "lease-lost"
+
+
 def _finish_quietly(session: Session, run_id: str, status: str, error: str | None, worker: str) -> None:
     """finish_run, logging instead of raising: if the database is down the lease runs out and the
     reaper requeues the run."""
@@ -238,12 +286,10 @@ def _finish_quietly(session: Session, run_id: str, status: str, error: str | Non
         log.error("run %s: could not mark it %s (%s)", run_id, status, error_line(exc))
 
 
-def _write_artifacts(session: Session, store: ArtifactStore, run_id: str, checkpoint: Path,
-                     history: list[dict[str, Any]], metric: str) -> None:
-    """Write the loss and validation plots and register them and the checkpoint."""
+def _write_plots(store: ArtifactStore, run_id: str, history: list[dict[str, Any]], metric: str) -> list[Path]:
+    """Write the loss and validation plots; returns their paths."""
     loss = store.plot_path(run_id, "loss.png")
     loss.write_bytes(loss_curve_png(history))
     validation = store.plot_path(run_id, "validation.png")
     validation.write_bytes(validation_curve_png(history, metric))
-    for kind, path in (("checkpoint", Path(checkpoint)), ("plot", loss), ("plot", validation)):
-        add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size)
+    return [loss, validation]

@@ -158,11 +158,12 @@ def test_resolve_config_maps_dataset_names_inside_the_data_dir(shared_data) -> N
             self.model, self.dataset = model, dataset
             self.config = TrainConfig.for_model(model, dataset, **overrides).to_dict()
 
-    cnn = resolve_config(StoredRun("cnn", "mnist-8k", epochs=3, limit=50), shared_data)
-    assert (cnn.data, cnn.epochs, cnn.limit) == (f"idx:{shared_data / 'mnist-8k'}", 3, 50)
-    pairs = resolve_config(StoredRun("seq2seq", "spa-eng", hidden_size=16), shared_data)
-    assert (pairs.data, pairs.hidden_size) == (f"pairs:{shared_data / 'spa-eng'}", 16)
-    assert resolve_config(StoredRun("cnn", "kmnist"), shared_data).data == "kmnist"
+    cnn, spec = resolve_config(StoredRun("cnn", "mnist-8k", epochs=3, limit=50), shared_data)
+    assert (cnn.data, cnn.epochs, cnn.limit, spec) == ("mnist-8k", 3, 50, f"idx:{shared_data / 'mnist-8k'}")
+    pairs, spec = resolve_config(StoredRun("seq2seq", "spa-eng", hidden_size=16), shared_data)
+    assert (pairs.data, pairs.hidden_size, spec) == ("spa-eng", 16, f"pairs:{shared_data / 'spa-eng'}")
+    assert resolve_config(StoredRun("cnn", "kmnist"), shared_data) == (TrainConfig.for_model("cnn", "kmnist"),
+                                                                       "kmnist")
     for bad in ("nope", "../data", "/etc", ".hidden"):
         with pytest.raises(DataError, match="unknown dataset"):
             resolve_config(StoredRun("cnn", bad), shared_data)
