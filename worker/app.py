@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from celery import Task
@@ -43,12 +44,15 @@ def train_run_task(self: Task, run_id: str) -> str:
     Only an unreachable database while claiming (nothing started yet) retries the message later,
     so a queued run is not left without one.
     """
+    _busy.set()
     try:
         outcome = train_run(run_id, worker=self.request.hostname or worker_name())
     except OperationalError as exc:
         log.warning("run %s: database unreachable before the claim (%s); retrying in %d s", run_id,
                     type(exc).__name__, CLAIM_RETRY_SECONDS)
         raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_RETRIES) from None
+    finally:
+        _busy.clear()
     if outcome == "interrupted":
         resend(run_id)
     return outcome
@@ -68,9 +72,21 @@ def resend(run_id: str) -> None:
 
 @worker_shutting_down.connect
 def stop_training(sig: str = "", how: str = "", **_: Any) -> None:
-    """SIGTERM (warm shutdown): the run in training stops at its next batch and is handed back."""
+    """SIGTERM (warm shutdown): the run in training stops at its next batch and is handed back.
+
+    Runs in the main thread's signal handler. An idle worker on a polled broker (the SQLAlchemy transport)
+    exits at once: Celery's blocking loop would otherwise finish two 2-second drain cycles first. The
+    SystemExit makes Celery stop the worker as for any warm shutdown (its steps stop, unacked messages
+    go back to the queue).
+    """
     STOPPING.set()
     log.info("worker stopping (%s %s shutdown): the run in training, if any, goes back to the queue", sig, how)
+    if how == "Warm" and _polling_broker.is_set() and not _busy.is_set():
+        raise SystemExit(0)
+
+
+_busy = threading.Event()  # set while this (solo-pool) worker runs a task
+_polling_broker = threading.Event()  # set when the broker is polled (the SQLAlchemy transport)
 
 
 @worker_ready.connect
@@ -78,6 +94,9 @@ def start_reaper(sender: Any = None, **_: Any) -> None:
     """Once the worker consumes, start this process's reaper thread."""
     global _reaper
     settings = get_settings()
+    transport = getattr(getattr(sender, "connection", None), "transport", None)  # sender: the consumer
+    if transport is not None and getattr(transport, "driver_type", "") == "sql":
+        _polling_broker.set()
     if _reaper is None or not _reaper.alive:
         _reaper = Reaper(celery_app, settings, get_sessionmaker()).start()
     if settings.heartbeat_seconds * 2 > settings.lease_seconds:
