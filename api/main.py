@@ -9,6 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from api.access import authorize, parse_keys
 from api.errors import install_error_handlers
+from api.limits import InferenceGate, JsonBodyLimit
 from api.model_cache import ModelCache
 from api.observability import install_metrics
 from api.routes import dashboard, health, inference, models, runs, sweeps, training
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.store = ArtifactStore(settings.artifacts_dir)
     app.state.models = ModelCache(settings.model_cache_size)
+    app.state.inference_gate = InferenceGate(settings.inference_concurrency, settings.inference_waiting)
+    app.add_middleware(JsonBodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     install_metrics(app)
     for module in (health, training, runs, sweeps, models, inference, dashboard):

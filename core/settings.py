@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # where `python -m api` listens; 0.0.0.0 only inside a private network
     max_upload_bytes: int = Field(5_000_000, gt=0)
     max_image_pixels: int = Field(25_000_000, gt=0)
+    max_body_bytes: int = Field(1_000_000, gt=0)  # any JSON body (uploads: max_upload_bytes)
+    inference_concurrency: int = Field(2, ge=1)  # model calls running at once in one API process
+    inference_waiting: int = Field(64, ge=0)  # model calls waiting for a slot; more get 503 + Retry-After
+    max_decode_rows: int = Field(1024, ge=1)  # one /transliterate request: texts x beams searched at once
     train_queue: str = "gpu"
     heartbeat_seconds: float = Field(10, gt=0)
     lease_seconds: float = Field(60, gt=0)

@@ -40,9 +40,12 @@ def _first_eos_length(row: Sequence[int]) -> int:
 
 @torch.inference_mode()
 def greedy_decode(
-    model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_vocab: Vocab, max_length: int = 50
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_vocab: Vocab, max_length: int = 50,
+    attention: bool = True,
 ) -> list[Hypothesis]:
-    """Feed back the most likely token at each step, for all rows at once; one Hypothesis per row."""
+    """Feed back the most likely token at each step, for all rows at once; one Hypothesis per row.
+
+    With attention=False no attention history is kept (hypotheses carry attention=None)."""
     if max_length < 1:
         raise ValueError("max_length must be >= 1")
     batch = src.size(0)
@@ -60,7 +63,7 @@ def greedy_decode(
         tok = tok.masked_fill(finished, PAD)  # (B,)
         log_prob = log_prob + step_lp.masked_fill(finished, 0.0)  # (B,)
         tokens.append(tok)
-        if attn is not None:
+        if attn is not None and attention:
             attns.append(attn[:, 0])
         finished = finished | (tok == EOS)  # (B,)
         prev = tok.unsqueeze(1)  # (B, 1)
@@ -97,8 +100,11 @@ def beam_search(
     n_best: int = 1,
     max_length: int = 50,
     alpha: float = 0.0,
+    attention: bool = True,
 ) -> list[list[Hypothesis]]:
     """Beam search on batch x beam rows; per sentence the `n_best` hypotheses by score, best first.
+
+    attention=False keeps no attention history: (steps x batch x beam x source) floats less.
 
     score = log_prob / length ** alpha, where length counts the EOS. A candidate ending in EOS among the
     `beam_size` best of a step is kept aside; the live beams are the best candidates not ending in EOS.
@@ -154,7 +160,7 @@ def beam_search(
         live_tok = token.gather(1, order)  # (B, K)
         trace.tok.append(live_tok)
         trace.back.append(live_parent)
-        if attn is not None:
+        if attn is not None and attention:
             trace.attn.append(attn[:, 0].view(batch, k, -1))
 
         rows = (row_base + live_parent).view(-1)  # (B*K,)
@@ -243,6 +249,7 @@ def translate(
     alpha: float = 0.0,
     batch_size: int = 256,
     device: torch.device | str | None = None,
+    attention: bool = True,
 ) -> list[list[Hypothesis]]:
     """Translate raw `texts`: normalise, batch by length, search; results in input order.
 
@@ -277,9 +284,10 @@ def translate(
                 src, lengths = pad_batch([encoded[i] for i in chunk])  # (B, S), (B,)
                 src, lengths = src.to(device), lengths.to(device)
                 if decoding == "greedy":
-                    found = [[h] for h in greedy_decode(model, src, lengths, tgt_vocab, max_length)]
+                    found = [[h] for h in greedy_decode(model, src, lengths, tgt_vocab, max_length, attention)]
                 else:
-                    found = beam_search(model, src, lengths, tgt_vocab, beam_size, n_best, max_length, alpha)
+                    found = beam_search(model, src, lengths, tgt_vocab, beam_size, n_best, max_length, alpha,
+                                        attention)
                 for i, hyps in zip(chunk, found, strict=True):
                     results[i] = hyps
     finally:

@@ -79,12 +79,15 @@ class Transliterator:
         return bool(self.config.attention)
 
     def translate(self, texts: list[str], decoding: str = "greedy", beam_size: int = 5, n_best: int = 1,
-                  alpha: float = 0.0, max_length: int | None = None, batch_size: int = 256) -> list[list[Hypothesis]]:
+                  alpha: float = 0.0, max_length: int | None = None, batch_size: int = 256,
+                  attention: bool = True) -> list[list[Hypothesis]]:
+        """Hypotheses per text; `attention=False` keeps no attention history (less memory for beams)."""
         if decoding not in ("greedy", "beam"):
             raise InputError(f"unknown decoding {decoding!r}; use 'greedy' or 'beam'")
         limit = max_length or 2 * self.config.max_length + 10
         return translate(self.model, self.src_vocab, self.tgt_vocab, texts, decoding=decoding, beam_size=beam_size,
-                         n_best=n_best, max_length=limit, alpha=alpha, batch_size=batch_size, device=self.device)
+                         n_best=n_best, max_length=limit, alpha=alpha, batch_size=batch_size, device=self.device,
+                         attention=attention)
 
 
 Predictor = Classifier | Transliterator

@@ -78,7 +78,8 @@ def _predict(state: State, image: ImageRequest, options: PredictOptions) -> Pred
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
     used, _, classifier = _predictor(state, "predict", options.run_id, options.model)
     assert isinstance(classifier, Classifier)
-    found = classifier.predict(tensor, k=options.top_k)[0]
+    with state.inference_gate():
+        found = classifier.predict(tensor, k=options.top_k)[0]
     return PredictResponse(
         run_id=used,
         label=found.label,
@@ -124,7 +125,8 @@ def _activation_maps(
     layer = options.layer or kind.activation_layers[0]
     if layer not in kind.activation_layers:
         raise HTTPException(422, detail=f"a {kind.name} model has layers {', '.join(kind.activation_layers)}")
-    maps = classifier.activations(tensor, layer)  # (C, H, W)
+    with state.inference_gate():
+        maps = classifier.activations(tensor, layer)  # (C, H, W)
     if options.format == "png":
         png = activation_png(tensor, maps, layer)
         return Response(png, media_type="image/png", headers={"X-Run-Id": used})
@@ -187,15 +189,19 @@ def _one_result(
 )
 def transliterate(body: TransliterateRequest, request: Request, session: SessionDep) -> Any:
     state = request.app.state
+    texts = body.items
+    rows = len(texts) * (body.beam_size if body.decoding == "beam" else 1)
+    if rows > state.settings.max_decode_rows:
+        raise HTTPException(422, detail=f"{len(texts)} texts x beam {body.beam_size} = {rows} searches at once; "
+                            f"the limit is {state.settings.max_decode_rows} (send fewer texts or a smaller beam)")
     run, _ = select_run(session, "transliterate", body.run_id, body.model)
     session.close()  # the search may take a while: give the connection back first
     model = state.models.get(run.id, checkpoint_for(state.store, run))
     if not isinstance(model, Transliterator) or model.kind != run.model:
         raise CheckpointError(f"run {run.id} is recorded as {run.model} but its checkpoint holds a {model.kind}")
-    texts = body.items
-    found = model.translate(
-        texts, decoding=body.decoding, beam_size=body.beam_size, n_best=body.n_best, alpha=body.length_penalty
-    )
+    with state.inference_gate():
+        found = model.translate(texts, decoding=body.decoding, beam_size=body.beam_size, n_best=body.n_best,
+                                alpha=body.length_penalty, attention=body.return_attention)
     if not all(found):
         raise HTTPException(422, detail="the search found no hypothesis; try a larger beam_size")
     results = [_one_result(t, h, model, body.return_attention) for t, h in zip(texts, found, strict=True)]
