@@ -7,8 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.errors import one_line
 from core.training import BrokerUnavailable, TrainingRejected
 from ml.errors import CheckpointError, InputError, InputTooLarge, MLError
 
@@ -55,6 +57,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MLError)
     async def ml_error(_: Request, exc: MLError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def database_unreachable(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, one_line(exc))
+        return JSONResponse({"detail": "the database is unreachable right now; try again shortly"},
+                            status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated:
+            return await unexpected(request, exc)
+        return await database_unreachable(request, exc)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

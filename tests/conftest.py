@@ -10,7 +10,7 @@ import pytest
 from tests.support import ROOT
 
 # Fixtures every folder may use: throwaway PostgreSQL databases (pg_database, pg_migrated).
-pytest_plugins = ["tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.servers"]
 
 # The real data beside the checkout (../shared/data); INKWELL_TEST_DATA overrides it.
 SHARED_DATA = Path(os.environ.get("INKWELL_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()

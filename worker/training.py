@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import get_sessionmaker
@@ -38,6 +39,8 @@ from worker.lease import LeaseKeeper
 log = logging.getLogger("inkwell.worker")
 
 MAX_ERROR_CHARS = 500
+DB_RETRY_SECONDS = 1.0  # pause between two tries of a write while the database is unreachable
+T = TypeVar("T")
 CANCEL_POLL_SECONDS = 1.0  # is_cancel_requested is asked at most this often
 DEVICE_ENV = "INKWELL_DEVICE"  # e.g. "cpu" or "cuda:1"; unset: the first GPU if there is one
 
@@ -187,9 +190,10 @@ def _train_claimed(
     @contextmanager
     def fenced() -> Iterator[None]:
         """Around a file write: hold the lease's fence (the run's row) so no other worker can take the run
-        meanwhile; LeaseLost (and nothing written) when this worker no longer holds it."""
+        meanwhile; LeaseLost (and nothing written) when this worker no longer holds it. While the database
+        is unreachable the fence is tried again, for at most a lease (after that the lease is gone)."""
         with factory() as guard:
-            fence(guard, run_id, worker)
+            retrying(lambda: fence(guard, run_id, worker), s.lease_seconds, f"run {run_id}: fence", guard)
             yield
             guard.commit()
 
@@ -228,15 +232,25 @@ def _train_claimed(
             return lease_lost()
         history = [{"epoch": h.epoch, "train_loss": h.train_loss, "val_metric": h.val_metric,
                     "seconds": h.seconds} for h in result.history]
-        sync_epochs(session, run_id, history, worker)
         final_name = f"test_{result.metric}"
-        record_final(session, run_id, final_name, result.test_metric, worker=worker)
+        patience = s.lease_seconds  # the database may be restarting: retry the final writes this long
+
+        def record_results() -> None:
+            sync_epochs(session, run_id, history, worker)
+            record_final(session, run_id, final_name, result.test_metric, worker=worker)
+
+        retrying(record_results, patience, f"run {run_id}: final metrics", session)
         with fenced():
             plots = _write_plots(store, run_id, [h.as_json() for h in result.history], result.metric)
-        for kind, path in (("checkpoint", Path(result.checkpoint)), *(("plot", p) for p in plots)):
-            add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size,
-                         worker=worker)
-        finished = finish_run(session, run_id, "succeeded", worker=worker)
+
+        def register() -> None:
+            for kind, path in (("checkpoint", Path(result.checkpoint)), *(("plot", p) for p in plots)):
+                add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size,
+                             worker=worker)
+
+        retrying(register, patience, f"run {run_id}: artifacts", session)
+        finished = retrying(lambda: finish_run(session, run_id, "succeeded", worker=worker), patience,
+                            f"run {run_id}: finish", session)
         log.info("run %s finished: %s, %s %.4f, %d epochs in %.1f s", run_id,
                  finished.status if finished else "gone", final_name, result.test_metric, len(history),
                  time.monotonic() - started)
@@ -260,6 +274,21 @@ def _train_claimed(
         _finish_quietly(session, run_id, "failed", message, worker)
         log.info("run %s finished: failed (%s)", run_id, message)
         return "failed"
+
+
+def retrying(action: Callable[[], T], seconds: float, what: str, session: Session,
+             pause: float = DB_RETRY_SECONDS) -> T:
+    """`action()`, tried again while the database is unreachable (OperationalError), for `seconds` at most."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            session.rollback()
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: database unreachable (%s); trying again in %.0f s", what, error_line(exc), pause)
+            time.sleep(pause)
 
 
 def _hand_back(session: Session, run_id: str, worker: str, seconds: float) -> str:
