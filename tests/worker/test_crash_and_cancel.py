@@ -100,7 +100,7 @@ def test_a_worker_that_lost_its_lease_stops_without_touching_the_run(make_stack)
     assert taken is not None and taken.attempt == 2
     at_takeover = len(stack.epochs(run_id))
 
-    wait_for(lambda: f"run {run_id}: lease lost; stopped without changing its status" in worker.log(),
+    wait_for(lambda: f"run {run_id}: lease lost; stopped without writing anything more" in worker.log(),
              "the worker to notice it lost the lease", on_timeout=stack.logs)
     run = stack.run(run_id)
     assert (run.status, run.worker, run.attempt, run.error, run.finished_at) == (
