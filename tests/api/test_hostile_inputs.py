@@ -162,16 +162,17 @@ def test_a_tiny_image_with_ink_is_classified(serving: Serving) -> None:
     assert seen.shape == (28, 28) and seen.max() >= 250  # one bright square, scaled up and centred
 
 
-def test_animated_gif_uses_its_first_frame(serving: Serving, trained: TrainedModels) -> None:
+@pytest.mark.parametrize("fmt", ["GIF", "PNG"])  # an animated GIF, an APNG
+def test_animations_use_their_first_frame(serving: Serving, trained: TrainedModels, fmt: str) -> None:
     labels = [int(v) for v in trained.digits.labels]
     first, second = 0, next(i for i, v in enumerate(labels) if v != labels[0])
     frames = [Image.fromarray(digit_levels(trained.digits.images[i])).resize((112, 112)) for i in (first, second)]
-    gif = io.BytesIO()
-    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    with Image.open(io.BytesIO(gif.getvalue())) as check:
+    animation = io.BytesIO()
+    frames[0].save(animation, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with Image.open(io.BytesIO(animation.getvalue())) as check:
         assert check.n_frames == 2
-    answers = [upload(serving, "/predict?include_input=true", data, "d.gif", "image/gif").json()
-               for data in (gif.getvalue(), encode(frames[0], "PNG"), encode(frames[1], "PNG"))]
+    answers = [upload(serving, "/predict?include_input=true", data, f"d.{fmt.lower()}", f"image/{fmt.lower()}").json()
+               for data in (animation.getvalue(), encode(frames[0], "PNG"), encode(frames[1], "PNG"))]
     animated, still_first, still_second = answers
     assert np.array_equal(seen_by_model(animated), seen_by_model(still_first))
     assert animated["probabilities"] == still_first["probabilities"]
