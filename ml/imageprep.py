@@ -7,7 +7,9 @@ so its longer side is 20 px (antialiased), pasted into 28x28 so the centre of ma
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import torch
@@ -22,6 +24,21 @@ INK_THRESHOLD = 0.25  # fraction of the peak ink that counts towards the boundin
 MIN_CONTRAST = 0.1  # ink peak above the background (on a 0..1 scale) below which an image is blank
 MAX_VALUE = 255 / 256  # largest value the dataset holds (uint8 / 256)
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# Decoders tried on uploads: common raster formats only (not EPS, which runs Ghostscript, nor exotic ones).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO")
+# A progressive JPEG decodes every scan over the whole image and a scan can be 14 bytes: a 5 MB upload of
+# 350,000 scans of a 4-megapixel picture keeps a core busy for some 20 minutes. Real files have about 10.
+MAX_JPEG_SCANS = 200
+_JPEG_SOS = b"\xff\xda"  # start-of-scan marker (0xFF inside entropy-coded data is always followed by 0x00)
+_PIL_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
+
+
+@cache
+def _formats() -> tuple[str, ...]:
+    """ACCEPTED_FORMATS this Pillow has openers for (naming one it lacks would be a KeyError in Image.open)."""
+    Image.init()
+    return tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -29,19 +46,26 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise NotAnImage("not an image: the upload is empty")
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputTooLarge(f"image is too large to open safely ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # PIL's own guard (twice its MAX_IMAGE_PIXELS): say which limit applies here, as below.
+        size = _PIL_BOMB_SIZE.search(str(exc))
+        declared = f"{int(size[1])} pixels" if size else "too many pixels"
+        raise InputTooLarge(f"image declares {declared}; the limit is {max_pixels}") from None
+    except UnidentifiedImageError:
+        raise NotAnImage(f"not an image in a format read here ({', '.join(_formats())})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise NotAnImage(f"not an image PIL can read ({type(exc).__name__})") from None
     width, height = im.size
     if width * height > max_pixels:
         raise InputTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width < 1 or height < 1:
         raise NotAnImage("not an image: it has no pixels")
+    if im.format in ("JPEG", "MPO") and (scans := data.count(_JPEG_SOS)) > MAX_JPEG_SCANS:
+        raise InputTooLarge(f"JPEG has {scans} scans; the limit is {MAX_JPEG_SCANS} (decoding it would take minutes)")
     try:
         im.draft(None, (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at a reduced scale when it is large
-        im.load()
+        im.load()  # the first frame of an animation
         im = ImageOps.exif_transpose(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputTooLarge(f"image is too large to decode safely ({exc})") from None
@@ -57,7 +81,10 @@ def _normalise_mode(im: Image.Image) -> Image.Image:
     if im.mode in _WIDE_MODES:
         arr = np.asarray(im, dtype=np.float32)  # (H, W)
         top = float(arr.max()) if arr.size else 0.0
-        scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+        if im.mode in _SIXTEEN_BIT_MODES:
+            scale = 65535.0  # a 16-bit file: 255 is a dark grey, not white
+        else:  # 32-bit integers or floats: guess the range from the values
+            scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
         return Image.fromarray((np.clip(arr, 0, None) * (255.0 / scale)).astype(np.float32))
     try:
         return im.convert("L")

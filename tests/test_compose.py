@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import posixpath
 import shlex
 import shutil
@@ -17,13 +18,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
+def compose_config(env: dict[str, str] | None = None) -> dict:
+    """`docker-compose config` (the file as docker-compose resolves it), with `env` instead of os.environ."""
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose is not installed (apt-get install docker-compose; .ci/run does it)"
-    proc = subprocess.run([exe, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([exe, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return compose_config()
 
 
 def test_services_and_entrypoints(compose):
@@ -58,6 +64,31 @@ def test_worker_reserves_a_gpu_and_services_share_named_volumes(compose):
         assert env["INKWELL_BROKER_URL"].startswith("redis://")
         mounts = {v.split(":")[0] for v in compose["services"][name]["volumes"]}
         assert {"artifacts", "data"} <= mounts
+
+
+def _published(port: str | dict) -> str:
+    """HOST_IP:PUBLISHED:TARGET of a port entry: docker-compose prints the short form ("…/tcp") or a mapping."""
+    if isinstance(port, str):
+        return port.split("/")[0]
+    return f"{port.get('host_ip', '')}:{port['published']}:{port['target']}"
+
+
+def test_api_listens_on_the_compose_network_but_is_published_on_loopback():
+    # Without the variables a user may have exported, so the defaults themselves are checked.
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "INKWELL_PUBLISH_HOST", "INKWELL_HOST")}
+    services = compose_config(env)["services"]
+    # `python -m api` binds 127.0.0.1 by default: in its container it must bind every interface.
+    assert services["api"]["environment"]["INKWELL_HOST"] == "0.0.0.0"
+    assert "INKWELL_HOST" not in services["worker"]["environment"]  # the worker listens on nothing
+    for name in ("api", "worker", "migrate"):  # the shared variables are still there
+        assert services[name]["environment"]["INKWELL_DATABASE_URL"].startswith("postgresql+psycopg://")
+    (port,) = services["api"]["ports"]
+    assert _published(port) == "127.0.0.1:8000:8000"
+    assert not any("ports" in services[name] for name in services if name != "api")  # nothing else published
+
+    env.update(INKWELL_PUBLISH_HOST="0.0.0.0", PORT="8123")
+    (port,) = compose_config(env)["services"]["api"]["ports"]
+    assert _published(port) == "0.0.0.0:8123:8000"
 
 
 PACKAGES = ("core", "ml", "api", "worker", "migrations")  # what the three services import or run
