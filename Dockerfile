@@ -9,6 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     INKWELL_ARTIFACTS_DIR=/var/lib/inkwell/artifacts \
     INKWELL_DATA_DIR=/var/lib/inkwell/data \
+    INKWELL_HOST=0.0.0.0 \
     PORT=8000
 
 WORKDIR /app

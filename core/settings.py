@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("host", mode="before")
+    @classmethod
+    def _empty_is_loopback(cls, value: object) -> object:
+        return "127.0.0.1" if value is None or (isinstance(value, str) and not value.strip()) else value.strip()
+
 
 def ensure_dirs(settings: Settings) -> None:
     """Create the artifacts folder and the parent folders of any SQLite database files."""

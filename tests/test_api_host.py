@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.__main__ import DEFAULT_HOST, host
+from core.settings import Settings
 from tests.support import ROOT, free_port, wait_for
 
 LISTEN = "0A"  # TCP state of a listening socket in /proc/net/tcp
@@ -57,11 +57,11 @@ def listening(pid: int) -> set[tuple[str, int]]:
 
 def test_host_defaults_to_loopback(monkeypatch):
     monkeypatch.delenv("INKWELL_HOST", raising=False)
-    assert host() == DEFAULT_HOST == "127.0.0.1"
+    assert Settings().host == "127.0.0.1"
     monkeypatch.setenv("INKWELL_HOST", "  ")
-    assert host() == "127.0.0.1"
+    assert Settings().host == "127.0.0.1"
     monkeypatch.setenv("INKWELL_HOST", "0.0.0.0")
-    assert host() == "0.0.0.0"
+    assert Settings().host == "0.0.0.0"
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux /proc")
