@@ -322,17 +322,21 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(ui: Ui, keyed_api: Se
     page = ui.page
     ui.goto("/train")
     assert page.is_visible("#api-key-form")  # GET /dashboard/settings says a key is needed
-    page.select_option("#train-dataset", "mnist-8k")
-    page.click("#train-submit")
-    page.wait_for_selector("#form-error .alert")
-    assert "API key" in page.inner_text("#form-error")
-    assert keyed_api.http.get("/runs", headers={"X-API-Key": API_KEY}).json()["runs"] == []
+    page.wait_for_selector("#train-form .field-error")  # even listing the datasets needs a key now
+    assert "API key" in page.inner_text("#train-form")
+    assert keyed_api.http.get("/runs").json()["runs"] == []  # the test's own client sends the key
 
     page.fill("#api-key-input", API_KEY)
     page.click("#api-key-form button[type=submit]")
+    page.wait_for_selector("#banner.success")  # shown once the key was handed over (cookie set)
     assert page.evaluate("localStorage.getItem('inkwell.apiKey')") == API_KEY
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["inkwell_api_key"]["httpOnly"] and cookies["inkwell_api_key"]["sameSite"] == "Strict"
+    ui.goto("/runs")
+    ui.goto("/train")
+    page.select_option("#train-dataset", "mnist-8k")
     page.click("#train-submit")
     page.wait_for_url(re.compile(r"#/runs/[0-9a-f]{32}$"))
     run = keyed_api.run(page.url.rsplit("/", 1)[1])
     assert run["status"] == "queued" and run["dataset"] == "mnist-8k"  # no worker here: it waits
-    ui.assert_no_errors(allow=(r"status of 401",))  # the first, keyless request
+    ui.assert_no_errors(allow=(r"status of 401",))  # the first, keyless requests
