@@ -344,10 +344,10 @@ def test_largest_accepted_batch_is_answered_in_bounded_time(serving: Serving) ->
     assert len(response.json()["results"]) == 256
 
 
-def test_huge_json_body_is_a_422(serving: Serving) -> None:
+def test_huge_json_body_is_a_413_before_it_is_parsed(serving: Serving) -> None:
     body = b'{"texts": [' + b",".join([b'"' + b"a" * 10_000 + b'"'] * 500) + b"]}"  # 5 MB
     check_error(timed_post(serving, "/transliterate", content=body, headers={"content-type": "application/json"}),
-                422, "texts")
+                413, "INKWELL_MAX_BODY_BYTES")
     for raw in (b'{"text": "hola', b'{"text": "\xff\xfe"}', b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
         response = timed_post(serving, "/transliterate", content=raw, headers={"content-type": "application/json"})
         assert response.status_code in (400, 422), (raw[:20], response.status_code, response.text)
