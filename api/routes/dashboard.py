@@ -93,7 +93,10 @@ def static_file(relative: str) -> Path | None:
     "/",
     summary="The web dashboard (runs, training form, sweeps, classifier and transliterator playgrounds)",
     response_class=FileResponse,
-    responses={200: {"content": {"text/html": {}}, "description": "the single-page app"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the single-page app"},
+        304: {"description": "not modified: the If-None-Match ETag is current"},
+    },
 )
 def dashboard(request: Request) -> Response:
     return _serve(INDEX, request, APP_CACHE)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import ApiKey, SessionDep, find_run
 from api.presenters import model_info
-from api.schemas import ModelInfo, ModelList, PromoteRequest
+from api.schemas import ModelInfo, ModelList, PromoteRequest, kinds_enum
 from core.results import promote
 from ml.kinds import all_kinds, find_kind
 
@@ -25,13 +27,14 @@ def models(session: SessionDep) -> ModelList:
     response_model=ModelInfo,
     dependencies=[ApiKey],
     responses={
-        401: {"description": "API key missing or wrong"},
         404: {"description": "no such model kind or run"},
         409: {"description": "the run has not succeeded"},
         422: {"description": "the run is of another model kind"},
     },
 )
-def promote_run(model: str, body: PromoteRequest, session: SessionDep) -> ModelInfo:
+def promote_run(
+    model: Annotated[str, Path(json_schema_extra=kinds_enum)], body: PromoteRequest, session: SessionDep
+) -> ModelInfo:
     kind = find_kind(model)
     if kind is None:
         names = ", ".join(k.name for k in all_kinds())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api import events
@@ -44,7 +44,6 @@ def run(found: RunDep, session: SessionDep) -> RunOut:
     responses={
         200: {"description": "cancelled (or already cancelled)"},
         202: {"description": "cancel requested; the worker will stop the running training"},
-        401: {"description": "API key missing or wrong"},
         404: {"description": "no such run"},
         409: {"description": "the run already finished"},
     },
@@ -76,7 +75,9 @@ def run_metrics(found: RunDep, session: SessionDep) -> RunMetrics:
     response_class=Response,
     responses={**PNG_RESPONSE, 404: {"description": "no such run or plot (plots: loss, validation)"}},
 )
-def run_plot(found: RunDep, name: str, session: SessionDep) -> Response:
+def run_plot(
+    found: RunDep, name: Annotated[str, Path(json_schema_extra={"enum": list(PLOTS)})], session: SessionDep
+) -> Response:
     if name not in PLOTS:
         raise HTTPException(404, f"no plot {name[:40]!r}; choose one of {', '.join(PLOTS)}")
     hist = history(found.model, epochs(session, found.id))

@@ -37,7 +37,6 @@ def datasets(settings: SettingsDep) -> DatasetList:
     response_model=TrainResponse,
     dependencies=[ApiKey],
     responses={
-        401: {"description": "API key missing or wrong"},
         422: {"description": "invalid field, unknown dataset, dataset of another kind, or a reused "
                              "Idempotency-Key with a different body"},
         503: {"description": "the broker is unreachable; the runs were marked failed"},
