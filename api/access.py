@@ -10,9 +10,9 @@ several scopes has all of them; the old single `INKWELL_API_KEY` is an admin key
 
 With no key configured nothing is checked (the server listens on 127.0.0.1 by default). With any key set,
 every route needs a key of its scope: 401 without a (known) key, 403 with a key of another scope. Open
-routes: /healthz, /readyz, the dashboard's page and files, /dashboard/settings and /dashboard/session
-(how the dashboard learns a key is needed and hands it over), and the API description (/openapi.json,
-/docs, /redoc: public, like the routes' names). Keys are compared in constant time, never logged and never
+routes: /healthz, /readyz, the dashboard's page and files, /dashboard/settings, /dashboard/session and
+/dashboard/logout (how the dashboard learns a key is needed and hands it over), and the API description
+(/openapi.json, /docs, /redoc: public, like the routes' names). Keys are compared in constant time, never logged and never
 echoed. A key comes in `X-API-Key`, `Authorization: Bearer …`, or the dashboard's HttpOnly, SameSite=Strict
 cookie (so its images, downloads and event streams, which cannot set headers, are authorised too).
 """
@@ -38,7 +38,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("HEAD", "/"): OPEN,
     ("GET", "/dashboard/settings"): OPEN,
     ("POST", "/dashboard/session"): OPEN,
-    ("DELETE", "/dashboard/session"): OPEN,
+    ("POST", "/dashboard/logout"): OPEN,
     ("GET", "/static/vendor/plotly.min.js"): OPEN,
     ("HEAD", "/static/vendor/plotly.min.js"): OPEN,
     ("GET", "/static/{relative:path}"): OPEN,

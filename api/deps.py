@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from core.models import Run
@@ -49,7 +49,11 @@ def find_run(session: Session, run_id: str) -> Run:
     return run
 
 
-def get_path_run(run_id: str, session: SessionDep) -> Run:
+# Documented as an id (pattern); any other string is answered 404 like an unknown id, not 422.
+IdPath = Annotated[str, Path(json_schema_extra={"pattern": RUN_ID.pattern})]
+
+
+def get_path_run(run_id: IdPath, session: SessionDep) -> Run:
     return find_run(session, run_id)
 
 

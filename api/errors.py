@@ -1,4 +1,10 @@
-"""Every error is JSON with a readable message; no request ever sees a traceback."""
+"""Every error is JSON with a readable message; no request ever sees a traceback.
+
+The body is `api.schemas.ErrorResponse` (`/openapi.json` documents it for every error status, see api/openapi.py):
+`{"detail": "<one line>"}`, plus `errors` (one `{"field", "message"}` per invalid field) for a request that
+breaks a rule of the schema. A body that cannot be parsed at all (not JSON, not UTF-8, broken multipart) is a
+422 like any other invalid request: inkwell never answers 400.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import ErrorResponse, FieldError
 from core.errors import one_line
 from core.training import BrokerUnavailable, TrainingRejected
 from ml.errors import CheckpointError, InputError, InputTooLarge, MLError
@@ -22,41 +29,61 @@ def _field(loc: tuple | list) -> str:
     return ".".join(parts) or "request"
 
 
+def _field_error(error: dict) -> FieldError:
+    if error.get("type") == "json_invalid":  # FastAPI could not decode the JSON body: say where
+        reason = (error.get("ctx") or {}).get("error", "invalid")
+        return FieldError(field="body", message=f"the body is not valid JSON: {reason} (character {error['loc'][-1]})")
+    return FieldError(field=_field(error.get("loc", ())), message=str(error.get("msg", "invalid")))
+
+
+def error_response(status_code: int, detail: str, errors: list[FieldError] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(detail=detail, errors=errors).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def invalid_request(errors: list[FieldError]) -> JSONResponse:
+    """422 listing the invalid fields; `detail` sums them up in one line."""
+    return error_response(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 400:  # the framework could not parse the body (inkwell raises no 400 itself)
+            cause = exc.__cause__  # FastAPI: the decoder's error (e.g. not UTF-8); Starlette: none, a clear detail
+            message = f"the body cannot be parsed: {one_line(cause)}" if cause is not None else str(exc.detail)
+            return invalid_request([FieldError(field="body", message=message)])
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
+        return invalid_request([_field_error(e) for e in exc.errors()])
 
     @app.exception_handler(TrainingRejected)
     async def training_rejected(_: Request, exc: TrainingRejected) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, str(exc))
 
     @app.exception_handler(BrokerUnavailable)
     async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return error_response(503, str(exc))
 
     @app.exception_handler(InputTooLarge)
     async def too_large(_: Request, exc: InputTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=413)
+        return error_response(413, str(exc))
 
     @app.exception_handler(InputError)
     async def bad_input(_: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, str(exc))
 
     @app.exception_handler(CheckpointError)
     async def bad_checkpoint(_: Request, exc: CheckpointError) -> JSONResponse:
         log.warning("checkpoint problem: %s", exc)
-        return JSONResponse({"detail": f"the model's checkpoint cannot be used: {exc}"}, status_code=409)
+        return error_response(409, f"the model's checkpoint cannot be used: {exc}")
 
     @app.exception_handler(MLError)
     async def ml_error(_: Request, exc: MLError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, str(exc))
 
     @app.exception_handler(OperationalError)
     async def database_unreachable(request: Request, exc: OperationalError) -> JSONResponse:
@@ -73,4 +100,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+        return error_response(500, "internal error; the server log has the details")

@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from ml.errors import NotAnImage
+from ml.errors import InputError, NotAnImage
 from ml.imageprep import image_bytes_to_tensor, pixels_to_tensor
 
 CHUNK = 64 * 1024
@@ -36,18 +37,36 @@ class ImageRequest:
     data: bytes | None = None  # an uploaded image file
     pixels: Any = None  # a JSON pixel grid
     fields: dict[str, Any] = field(default_factory=dict)  # run_id, top_k, ... from the body
+    text_fields: bool = False  # the fields are a form's text ("3" for 3); JSON fields have their JSON types
 
     def tensor(self, max_pixels: int) -> torch.Tensor:
         """The image the model sees, (1, 28, 28) in [0, 1); 415 for bytes that are not an image.
 
-        Too many pixels raise ml InputTooLarge (413) and bad pixel grids ml InputError (422).
+        Too many pixels raise ml InputTooLarge (413), a blank image ml InputError (422), and a pixel grid
+        that is not what the schema says a 422 listing `pixels` in `errors`, like any invalid field.
         """
         if self.data is not None:
             try:
                 return image_bytes_to_tensor(self.data, max_pixels=max_pixels)
             except NotAnImage as exc:
                 raise HTTPException(415, detail=str(exc)) from None
-        return pixels_to_tensor(self.pixels)
+        try:
+            return pixels_to_tensor(_numbers_only(self.pixels))
+        except InputError as exc:
+            error = {"type": "value_error", "loc": ("body", "pixels"), "msg": str(exc)}
+            raise RequestValidationError([error]) from None
+
+
+def _numbers_only(pixels: Any) -> Any:
+    """`pixels`, refused when nested lists hold anything but JSON numbers (numpy would read "5" or true)."""
+    stack = [pixels]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+        elif value is not pixels and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InputError("pixels must be a 28x28 grid of numbers (rows of equal length)")
+    return pixels
 
 
 
@@ -116,8 +135,9 @@ async def read_image_request(request: Request, max_upload_bytes: int) -> ImageRe
             if not isinstance(upload, UploadFile):
                 raise HTTPException(422, detail="file: send the image as a multipart file field named 'file'")
             data = await _read_upload(upload, max_upload_bytes)
-            fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-        return ImageRequest(data=data, fields=fields)
+            # an empty field counts as absent (HTML forms send their empty inputs)
+            fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""}
+        return ImageRequest(data=data, fields=fields, text_fields=True)
     if content_type == "application/json" or content_type.endswith("+json"):
         body = await _read_body(counted)
         if len(body) > max_upload_bytes:

@@ -12,6 +12,7 @@ from api.errors import install_error_handlers
 from api.limits import InferenceGate, JsonBodyLimit
 from api.model_cache import ModelCache
 from api.observability import install_metrics
+from api.openapi import install_openapi
 from api.routes import dashboard, health, inference, models, runs, sweeps, training
 from core.db import make_engine
 from core.queue import make_celery
@@ -25,6 +26,10 @@ image classifier (CNN) and a character-level Spanish→English seq2seq model are
 `POST /train` queues a job for a Celery worker;
 `GET /runs/{id}/metrics` follows it epoch by epoch; `/predict`, `/activation-maps` and `/transliterate`
 answer with trained models.
+
+Every error is `{"detail": "<one line>"}` (`ErrorResponse`); a request that breaks a rule of this schema gets a
+422 that also lists `errors` per field. With an API key configured (INKWELL_API_KEY), requests send it in
+`X-API-Key` (or `Authorization: Bearer …`); without it they get 401.
 """
 
 
@@ -48,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     for module in (health, training, runs, sweeps, models, inference, dashboard):
         app.include_router(module.router)
+    install_openapi(app)
     return app

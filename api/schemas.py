@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from ml.kinds import all_kinds, get_kind, kind_names
+from core.storage import RUN_ID
+from ml.kinds import all_kinds, get_kind, kind_names, kinds_serving
 
 
 def _registered(name: str) -> str:
@@ -20,19 +22,56 @@ def _registered(name: str) -> str:
     return name
 
 
-def _kinds_enum(schema: dict[str, Any]) -> None:
+def kinds_enum(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` listing every registered kind (when the schema is made)."""
     schema["enum"] = list(kind_names())
 
 
-ModelName = Annotated[str, AfterValidator(_registered), Field(json_schema_extra=_kinds_enum)]
+ModelName = Annotated[str, AfterValidator(_registered), Field(json_schema_extra=kinds_enum)]
+
+
+def serving_model(endpoint: str) -> Any:
+    """A `ModelName` that must also answer `endpoint` ("predict", "transliterate"): an enum of those kinds."""
+
+    def check(name: str) -> str:
+        if get_kind(name).serves != endpoint:
+            names = ", ".join(k.name for k in kinds_serving(endpoint))
+            raise ValueError(f"model {name!r} does not answer this endpoint; use one of {names}")
+        return name
+
+    def enum(schema: dict[str, Any]) -> None:
+        schema["enum"] = [k.name for k in kinds_serving(endpoint)]
+
+    return Annotated[str, AfterValidator(check), Field(json_schema_extra=enum)]
+
+
+def _whole_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def json_int(**constraints: Any) -> Any:
+    """An integer field of a JSON body, with `Field` constraints (ge, le, ...).
+
+    JSON bodies are validated strictly (`"epochs": "3"` or `"attention": 1` are refused, as the schema says),
+    except that a whole float is an integer, as in JSON Schema: `"epochs": 20.0` means 20. (The constraints
+    come before the validator so that the schema shows them as `minimum`/`maximum`.)
+    """
+    return Annotated[int, Field(**constraints), BeforeValidator(_whole_number)]
+
+
+# Run and sweep ids are uuid4 hex. Any other string names no run: the routes answer 404 for it, as for an
+# unknown id, so the pattern is documented (`/openapi.json`) rather than validated (which would say 422).
+RunId = Annotated[str, Field(max_length=64, json_schema_extra={"pattern": RUN_ID.pattern})]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 MetricName = Annotated[str, Field(description="the kind's metric, e.g. accuracy or error_rate")]
 # Responses carry each kind's metric under its own name: val_accuracy, test_error_rate, ...
 METRIC_VALUES = {"additionalProperties": {"anyOf": [{"type": "number"}, {"type": "null"}]}}
 
 
-def _train_examples(schema: dict[str, Any]) -> None:
+def _train_schema(schema: dict[str, Any]) -> None:
     schema["examples"] = [{"model": k.name, "dataset": k.default_dataset, **k.defaults} for k in all_kinds()]
+    # learning_rate and learning_rates exclude each other: one of them is absent (or null)
+    schema["anyOf"] = [{"properties": {name: {"type": "null"}}} for name in ("learning_rate", "learning_rates")]
 
 # Learning rates: strictly positive and no larger than this.
 MAX_LEARNING_RATE = 10.0
@@ -41,9 +80,12 @@ LearningRate = Annotated[float, Field(gt=0, le=MAX_LEARNING_RATE)]
 
 
 class TrainRequest(BaseModel):
-    """`POST /train`: anything left out takes the kind's default (its declaration in ml/kinds)."""
+    """`POST /train`: anything left out takes the kind's default (its declaration in ml/kinds).
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_train_examples)
+    Either `learning_rate` (one run) or `learning_rates` (a sweep), not both.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=_train_schema)
 
     model: ModelName
     dataset: str | None = Field(
@@ -56,16 +98,16 @@ class TrainRequest(BaseModel):
         None, min_length=1, max_length=MAX_SWEEP_SIZE,
         description="a learning-rate sweep: one run per value, all queued together",
     )
-    epochs: int | None = Field(None, ge=1, le=500)
-    batch_size: int | None = Field(None, ge=1, le=4096)
+    epochs: json_int(ge=1, le=500) | None = None
+    batch_size: json_int(ge=1, le=4096) | None = None
     optimizer: Literal["adam", "sgd"] | None = None
     dropout: float | None = Field(None, ge=0, lt=1)
     l2_decay: float | None = Field(None, ge=0)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    limit: int | None = Field(None, ge=1, description="cap on examples per split, for quick trials")
+    seed: json_int(ge=0, le=2**32 - 1) | None = None
+    limit: json_int(ge=1) | None = Field(None, description="cap on examples per split, for quick trials")
     attention: bool | None = Field(None, description="text-pair kinds only")
-    hidden_size: int | None = Field(None, ge=8, le=1024, description="text-pair kinds only")
-    max_length: int | None = Field(None, ge=2, le=200, description="text-pair kinds only: keep shorter pairs")
+    hidden_size: json_int(ge=8, le=1024) | None = Field(None, description="text-pair kinds only")
+    max_length: json_int(ge=2, le=200) | None = Field(None, description="text-pair kinds only: keep shorter pairs")
     direction: Literal["spa-eng", "eng-spa"] | None = Field(None, description="text-pair kinds only")
 
     @model_validator(mode="after")
@@ -177,9 +219,9 @@ class SweepOut(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    run_id: str = Field(max_length=64)
+    run_id: RunId
 
 
 class ModelInfo(BaseModel):
@@ -214,3 +256,21 @@ class Readiness(BaseModel):
     database: str = Field(description='"ok" or the error')
     broker: str = Field(description='"ok" or the error')
     detail: str | None = None
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the field, dotted (`texts.2`, `Last-Event-ID`); `body` or `request` for all")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer (4xx, 5xx): `detail` is one readable line.
+
+    `errors` (422 only) lists the fields that broke a rule `/openapi.json` states. A 422 without `errors` is a
+    well-formed request the data refuses: an unknown dataset, a run of another kind, a blank image.
+    """
+
+    detail: str = Field(description="what went wrong, in one line")
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
+        None, description="the request's invalid fields (validation errors only)"
+    )

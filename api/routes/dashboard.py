@@ -105,7 +105,10 @@ def static_file(relative: str) -> Path | None:
     "/",
     summary="The web dashboard (runs, training form, sweeps, classifier and transliterator playgrounds)",
     response_class=FileResponse,
-    responses={200: {"content": {"text/html": {}}, "description": "the single-page app"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the single-page app"},
+        304: {"description": "not modified: the If-None-Match ETag is current"},
+    },
 )
 def dashboard(request: Request) -> Response:
     return _serve(INDEX, request, APP_CACHE)
@@ -136,7 +139,7 @@ def open_session(body: SessionRequest, request: Request, response: Response) -> 
     return SessionOut(scopes=sorted(scopes))
 
 
-@router.delete("/dashboard/session", status_code=204, summary="Forget the dashboard's API key cookie")
+@router.post("/dashboard/logout", status_code=204, summary="Forget the dashboard's API key cookie")
 def close_session(response: Response) -> Response:
     response.delete_cookie(COOKIE, path="/")
     response.status_code = 204

@@ -7,7 +7,7 @@ the event loop keeps answering other requests meanwhile.
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -18,19 +18,23 @@ from starlette.datastructures import State
 from api.deps import SessionDep
 from api.image_request import ImageRequest, read_image_request
 from api.inference_schemas import (
-    IMAGE_REQUEST_BODY,
     MAX_TOP_K,
     ActivationMapsResponse,
     ActivationOptions,
     HypothesisOut,
+    Layer,
+    PredictModel,
     PredictOptions,
     PredictResponse,
     TransliterateBatchResponse,
     TransliterateRequest,
     TransliterateResponse,
     Transliteration,
+    image_request_body,
     parse_options,
 )
+from api.openapi import request_body
+from api.schemas import RunId
 from api.selection import checkpoint_for, select_run
 from ml.activations import activation_png
 from ml.data.text import normalize
@@ -43,11 +47,24 @@ from ml.kinds import ModelKind
 router = APIRouter(tags=["inference"])
 
 DECIMALS = 4
+# Why a model cannot answer: the statuses of api.selection and of checkpoint problems.
+SERVING_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no run with this run_id"},
+    409: {"description": "the run has not succeeded, no model of the kind is trained yet, or its checkpoint "
+                         "is missing or unusable"},
+}
+IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **SERVING_ERRORS,
+    413: {"description": "upload or image too large (INKWELL_MAX_UPLOAD_BYTES, INKWELL_MAX_IMAGE_PIXELS)"},
+    415: {"description": "not an image, or not a multipart, image/* or JSON body"},
+    422: {"description": "invalid options or pixels (`errors` lists the fields), a run of another kind, "
+                         "or a blank image"},
+}
 
 RunIdQuery = Annotated[
-    str | None, Query(max_length=64, description="a succeeded run; default: the promoted run, else the best")
+    RunId | None, Query(description="a succeeded run; default: the promoted run, else the best")
 ]
-ModelQuery = Annotated[str | None, Query(max_length=32, description="the kind to answer with (default: the first)")]
+ModelQuery = Annotated[PredictModel | None, Query(description="the kind to answer with (default: the first)")]
 TopKQuery = Annotated[
     int | None, Query(ge=1, le=MAX_TOP_K, description="how many classes to list (default 3)")
 ]
@@ -95,8 +112,8 @@ def _predict(state: State, image: ImageRequest, options: PredictOptions) -> Pred
     summary="Classify one image (upload or 28x28 pixels) with a trained image classifier (the CNN by default)",
     response_model=PredictResponse,
     response_model_exclude_none=True,
-    openapi_extra=IMAGE_REQUEST_BODY,
-    responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"}},
+    openapi_extra=request_body("predict", lambda: image_request_body(PredictOptions)),
+    responses=IMAGE_ERRORS,
 )
 async def predict(
     request: Request,
@@ -110,7 +127,7 @@ async def predict(
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
     query = {"run_id": run_id, "model": model, "top_k": top_k, "include_input": include_input}
-    options = parse_options(PredictOptions, query, image.fields)
+    options = parse_options(PredictOptions, query, image.fields, image.text_fields)
     return await run_in_threadpool(_predict, state, image, options)
 
 
@@ -137,24 +154,23 @@ def _activation_maps(
     "/activation-maps",
     summary="The CNN's conv1/conv2 activation maps for one image, as a PNG grid or JSON arrays",
     response_model=ActivationMapsResponse,
-    openapi_extra=IMAGE_REQUEST_BODY,
+    openapi_extra=request_body("activation-maps", lambda: image_request_body(ActivationOptions)),
     responses={
         200: {"content": {"image/png": {}}, "description": "format=png: the grid; format=json: the arrays"},
-        413: {"description": "upload or image too large"},
-        415: {"description": "not an image"},
+        **IMAGE_ERRORS,
     },
 )
 async def activation_maps(
     request: Request,
     run_id: RunIdQuery = None,
     model: ModelQuery = None,
-    layer: Annotated[str | None, Query(description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12)")] = None,
-    format: Annotated[str | None, Query(description="png (default) or json")] = None,
+    layer: Annotated[Layer | None, Query(description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12)")] = None,
+    format: Annotated[Literal["png", "json"] | None, Query(description="png (default) or json")] = None,
 ) -> Any:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
     query = {"run_id": run_id, "model": model, "layer": layer, "format": format}
-    options = parse_options(ActivationOptions, query, image.fields)
+    options = parse_options(ActivationOptions, query, image.fields, image.text_fields)
     return await run_in_threadpool(_activation_maps, state, image, options)
 
 
@@ -186,6 +202,11 @@ def _one_result(
     "/transliterate",
     summary="Translate Spanish text to English with a trained seq2seq model (greedy or beam search)",
     response_model=TransliterateResponse | TransliterateBatchResponse,
+    responses={
+        **SERVING_ERRORS,
+        422: {"description": "invalid request (`errors` lists the fields), a run of another kind, a text with "
+                             "nothing to translate, or no hypothesis found"},
+    },
 )
 def transliterate(body: TransliterateRequest, request: Request, session: SessionDep) -> Any:
     state = request.app.state

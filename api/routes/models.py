@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import SessionDep, find_run
 from api.presenters import model_info
-from api.schemas import ModelInfo, ModelList, PromoteRequest
+from api.schemas import ModelInfo, ModelList, PromoteRequest, kinds_enum
 from core.results import promote
 from ml.kinds import all_kinds, find_kind
 
@@ -29,7 +31,9 @@ def models(session: SessionDep) -> ModelList:
         422: {"description": "the run is of another model kind"},
     },
 )
-def promote_run(model: str, body: PromoteRequest, session: SessionDep) -> ModelInfo:
+def promote_run(
+    model: Annotated[str, Path(json_schema_extra=kinds_enum)], body: PromoteRequest, session: SessionDep
+) -> ModelInfo:
     kind = find_kind(model)
     if kind is None:
         names = ", ".join(k.name for k in all_kinds())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api import events
@@ -74,7 +74,9 @@ def run_metrics(found: RunDep, session: SessionDep) -> RunMetrics:
     response_class=Response,
     responses={**PNG_RESPONSE, 404: {"description": "no such run or plot (plots: loss, validation)"}},
 )
-def run_plot(found: RunDep, name: str, session: SessionDep) -> Response:
+def run_plot(
+    found: RunDep, name: Annotated[str, Path(json_schema_extra={"enum": list(PLOTS)})], session: SessionDep
+) -> Response:
     if name not in PLOTS:
         raise HTTPException(404, f"no plot {name[:40]!r}; choose one of {', '.join(PLOTS)}")
     hist = history(found.model, epochs(session, found.id))

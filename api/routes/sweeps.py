@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, is_id
+from api.deps import IdPath, SessionDep, is_id
 from api.presenters import PNG_RESPONSE, history, metric_name, png, sweep_out
 from api.schemas import SweepOut
 from core.models import Run
@@ -41,7 +41,7 @@ def _labels(runs: list[Run]) -> list[str]:
     response_model=SweepOut,
     responses=NOT_FOUND,
 )
-def sweep(sweep_id: str, session: SessionDep) -> SweepOut:
+def sweep(sweep_id: IdPath, session: SessionDep) -> SweepOut:
     return sweep_out(session, sweep_id, sweep_runs(session, sweep_id))
 
 
@@ -51,7 +51,7 @@ def sweep(sweep_id: str, session: SessionDep) -> SweepOut:
     response_class=Response,
     responses={**PNG_RESPONSE, **NOT_FOUND},
 )
-def sweep_plot(sweep_id: str, session: SessionDep) -> Response:
+def sweep_plot(sweep_id: IdPath, session: SessionDep) -> Response:
     members = sweep_runs(session, sweep_id)
     model = members[0].model
     labels = _labels(members)

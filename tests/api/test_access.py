@@ -61,7 +61,7 @@ def test_the_scope_table_is_the_documented_one() -> None:
     table = {scope: {t for (_, t), s in ROUTE_SCOPES.items() if s == scope} for scope in SCOPES}
     assert table == DOCUMENTED
     opened = {t for (_, t), s in ROUTE_SCOPES.items() if s is OPEN}
-    assert opened == {"/healthz", "/readyz", "/", "/dashboard/settings", "/dashboard/session",
+    assert opened == {"/healthz", "/readyz", "/", "/dashboard/settings", "/dashboard/session", "/dashboard/logout",
                       "/static/vendor/plotly.min.js", "/static/{relative:path}", "/openapi.json", "/docs",
                       "/docs/oauth2-redirect", "/redoc"}
 
@@ -119,7 +119,7 @@ def test_the_dashboard_session_cookie_carries_the_key(keyed: TestClient) -> None
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
     assert keyed.get("/runs").status_code == 200  # the client keeps the cookie, as a browser does
     assert keyed.post("/train", json={"model": "cnn"}).status_code == 403  # a read key cannot train
-    assert keyed.delete("/dashboard/session").status_code == 204
+    assert keyed.post("/dashboard/logout").status_code == 204
     keyed.cookies.clear()
     assert keyed.get("/runs").status_code == 401
 

@@ -354,8 +354,6 @@ def test_huge_json_body_is_a_413_before_it_is_parsed(serving: Serving) -> None:
         assert response.json()["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason="api/inference_schemas.py must refuse lone surrogates (422); today the "
-                   "answer echoes the text and cannot be encoded as UTF-8: 500. See docs/operations.md.")
 @pytest.mark.parametrize("raw", [b'{"text": "hola \\ud800"}', b'{"texts": ["hola", "\\udfff amigo"]}'])
 def test_lone_surrogates_are_a_422(serving: Serving, raw: bytes) -> None:
     response = timed_post(serving, "/transliterate", content=raw, headers={"content-type": "application/json"})

@@ -88,6 +88,30 @@ def replace_file(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def add_run(
+    app: FastAPI,
+    model: str,
+    checkpoint: Path | None,
+    val_metrics: list[float],
+    status: str = "succeeded",
+    dataset: str | None = None,
+) -> str:
+    """A run of `app` with these epoch metrics, ending in `status`; `checkpoint` copied into its folder."""
+    config = load_checkpoint(checkpoint)["config"] if checkpoint else {"model": model, "epochs": 1}
+    name = dataset or ("mnist-8k" if model == "cnn" else "spa-eng")
+    with app.state.sessionmaker() as session:
+        (run,) = runs.create_runs(session, [{**config, "data": name}], model, name)
+        if status != "queued":
+            assert runs.claim_run(session, run.id, WORKER, "cpu", 600) is not None
+        for epoch, value in enumerate(val_metrics, start=1):
+            results.record_epoch(session, run.id, epoch, 1.0 / epoch, value, 0.1)
+        if checkpoint is not None:
+            replace_file(checkpoint, app.state.store.checkpoint_path(run.id))
+        if status in ("succeeded", "failed", "cancelled"):
+            runs.finish_run(session, run.id, status, worker=WORKER)
+    return run.id
+
+
 @dataclass
 class Serving:
     """A test app on a fresh migrated database with its own artifacts folder."""
@@ -108,20 +132,7 @@ class Serving:
         status: str = "succeeded",
         dataset: str | None = None,
     ) -> str:
-        """A run with these epoch metrics, ending in `status`; `checkpoint` copied into its folder."""
-        config = load_checkpoint(checkpoint)["config"] if checkpoint else {"model": model, "epochs": 1}
-        name = dataset or ("mnist-8k" if model == "cnn" else "spa-eng")
-        with self.session() as session:
-            (run,) = runs.create_runs(session, [{**config, "data": name}], model, name)
-            if status != "queued":
-                assert runs.claim_run(session, run.id, WORKER, "cpu", 600) is not None
-            for epoch, value in enumerate(val_metrics, start=1):
-                results.record_epoch(session, run.id, epoch, 1.0 / epoch, value, 0.1)
-            if checkpoint is not None:
-                replace_file(checkpoint, self.app.state.store.checkpoint_path(run.id))
-            if status in ("succeeded", "failed", "cancelled"):
-                runs.finish_run(session, run.id, status, worker=WORKER)
-        return run.id
+        return add_run(self.app, model, checkpoint, val_metrics, status, dataset)
 
     def promote(self, model: str, run_id: str) -> None:
         with self.session() as session:

@@ -112,7 +112,7 @@ export async function openSession(key) {
       await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ api_key: key }), credentials: "same-origin" });
     } else {
-      await fetch(url, { method: "DELETE", credentials: "same-origin" });
+      await fetch(new URL("/dashboard/logout", window.location.origin), { method: "POST", credentials: "same-origin" });
     }
   } catch {
     // the next request reports an unreachable server
