@@ -12,9 +12,10 @@ With no key configured nothing is checked (the server listens on 127.0.0.1 by de
 every route needs a key of its scope: 401 without a (known) key, 403 with a key of another scope. Open
 routes: /healthz, /readyz, the dashboard's page and files, /dashboard/settings, /dashboard/session and
 /dashboard/logout (how the dashboard learns a key is needed and hands it over), and the API description
-(/openapi.json, /docs, /redoc: public, like the routes' names). Keys are compared in constant time, never logged and never
-echoed. A key comes in `X-API-Key`, `Authorization: Bearer …`, or the dashboard's HttpOnly, SameSite=Strict
-cookie (so its images, downloads and event streams, which cannot set headers, are authorised too).
+(/openapi.json, /docs, /redoc: public, like the routes' names). Keys are compared in constant time, never
+logged and never echoed. A key comes in `X-API-Key`, `Authorization: Bearer …`, or the dashboard's HttpOnly,
+SameSite=Strict cookie (so its images, downloads and event streams, which cannot set headers, are
+authorised too).
 """
 
 from __future__ import annotations
