@@ -41,7 +41,7 @@ from ml.data.text import normalize
 from ml.decoding import Hypothesis
 from ml.errors import CheckpointError
 from ml.imageprep import tensor_to_png
-from ml.inference import Classifier, Predictor, Transliterator
+from ml.inference import Classifier, Prediction, Predictor, Transliterator
 from ml.kinds import ModelKind
 
 router = APIRouter(tags=["inference"])
@@ -91,12 +91,19 @@ def _rounded(values: np.ndarray) -> list:
     return np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist()
 
 
-def _predict(state: State, image: ImageRequest, options: PredictOptions) -> PredictResponse:
+def _prepare(state: State, image: ImageRequest, options: PredictOptions) -> tuple[torch.Tensor, str, Classifier]:
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
     used, _, classifier = _predictor(state, "predict", options.run_id, options.model)
     assert isinstance(classifier, Classifier)
+    return tensor, used, classifier
+
+
+def _predict_alone(classifier: Classifier, tensor: torch.Tensor, k: int, state: State) -> Prediction:
     with state.inference_gate():
-        found = classifier.predict(tensor, k=options.top_k)[0]
+        return classifier.predict(tensor, k=k)[0]
+
+
+def _response(used: str, found: Prediction, tensor: torch.Tensor, options: PredictOptions) -> PredictResponse:
     return PredictResponse(
         run_id=used,
         label=found.label,
@@ -128,7 +135,12 @@ async def predict(
     image = await read_image_request(request, state.settings.max_upload_bytes)
     query = {"run_id": run_id, "model": model, "top_k": top_k, "include_input": include_input}
     options = parse_options(PredictOptions, query, image.fields, image.text_fields)
-    return await run_in_threadpool(_predict, state, image, options)
+    tensor, used, classifier = await run_in_threadpool(_prepare, state, image, options)
+    if state.settings.batching:
+        found = await state.batchers.predict(used, classifier, tensor, options.top_k)
+    else:
+        found = await run_in_threadpool(_predict_alone, classifier, tensor, options.top_k, state)
+    return _response(used, found, tensor, options)
 
 
 def _activation_maps(

@@ -89,6 +89,7 @@ def test_the_gate_admits_its_capacity_and_refuses_the_rest_at_once() -> None:
 def test_an_overloaded_server_answers_503_with_retry_after(make_serving, trained: TrainedModels) -> None:
     serving = make_serving()
     serving.add_run("cnn", trained.cnn, [0.9])
+    serving.app.state.settings.batching = False  # the gate guards unbatched model calls
     serving.app.state.inference_gate = gate = InferenceGate(concurrency=1, waiting=0)
     pixels = {"pixels": digit_levels(trained.digits.images[0]).astype(int).tolist()}
     with gate():  # another request holds the only slot
