@@ -14,7 +14,7 @@ from api.model_cache import ModelCache
 from api.observability import install_metrics
 from api.openapi import install_openapi
 from api.routes import dashboard, health, inference, models, runs, sweeps, training
-from api.serving import ClassifierBatchers
+from api.serving import ClassifierBatchers, TransliteratorBatchers
 from core.db import make_engine
 from core.queue import make_celery
 from core.settings import Settings, ensure_dirs, get_settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = ModelCache(settings.model_cache_size)
     app.state.inference_gate = InferenceGate(settings.inference_concurrency, settings.inference_waiting)
     app.state.batchers = ClassifierBatchers(settings)
+    app.state.search_batchers = TransliteratorBatchers(settings)
     app.add_middleware(JsonBodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     install_metrics(app)

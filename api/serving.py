@@ -1,56 +1,98 @@
-"""One dynamic batcher per loaded image classifier (api/batcher.py): /predict's forward passes."""
+"""One dynamic batcher per loaded model (api/batcher.py): /predict's forward passes and /transliterate's
+searches. Requests for the same model (and, for searches, the same decoding settings) share one call;
+each gets exactly what it would get alone (tests/api/test_predict_batching.py)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import torch
 from fastapi import HTTPException
 
 from api.batcher import Batcher, Overloaded
 from core.settings import Settings
-from ml.inference import Classifier, Prediction
+from ml.decoding import Hypothesis
+from ml.inference import Classifier, Prediction, Predictor, Transliterator
 
 RETRY_AFTER_SECONDS = 1
+SearchParams = tuple[tuple[str, Any], ...]  # decoding, beam_size, n_best, alpha, attention as sorted pairs
 
 
-class ClassifierBatchers:
-    """A batcher per (run, loaded classifier): a reloaded checkpoint gets a new one, the old one is closed."""
+def _classify(classifier: Classifier) -> Callable[[list[torch.Tensor]], Sequence[Prediction]]:
+    n_classes = len(classifier.classes)
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def run(images: list[torch.Tensor]) -> Sequence[Prediction]:
+        return classifier.predict(torch.stack(images), k=n_classes)  # (B, 1, 28, 28): one forward pass
+
+    return run
+
+
+def _search(model: Transliterator) -> Callable[[list[tuple[list[str], SearchParams]]], list[list[list[Hypothesis]]]]:
+    def run(requests: list[tuple[list[str], SearchParams]]) -> list[list[list[Hypothesis]]]:
+        params = dict(requests[0][1])  # one group: every request of the batch has the same settings
+        flat = [text for texts, _ in requests for text in texts]
+        found = model.translate(flat, **params)  # batched greedy or beam search, results in input order
+        out, start = [], 0
+        for texts, _ in requests:
+            out.append(found[start : start + len(texts)])
+            start += len(texts)
+        return out
+
+    return run
+
+
+class ModelBatchers:
+    """A batcher per (run, loaded model): a reloaded checkpoint gets a new one and the old one is closed."""
+
+    def __init__(self, settings: Settings, max_items: int) -> None:
+        self.settings, self.max_items = settings, max_items
         self._lock = threading.Lock()
-        self._batchers: dict[str, tuple[Classifier, Batcher[torch.Tensor, Prediction]]] = {}
+        self._batchers: dict[str, tuple[Predictor, Batcher]] = {}
 
-    def _for(self, run_id: str, classifier: Classifier) -> Batcher[torch.Tensor, Prediction]:
+    def batcher(self, run_id: str, model: Predictor, make_run: Callable[[Any], Callable]) -> Batcher:
         with self._lock:
             found = self._batchers.get(run_id)
-            if found is not None and found[0] is classifier:
+            if found is not None and found[0] is model:
                 return found[1]
-            n_classes = len(classifier.classes)
-
-            def run(images: list[torch.Tensor]) -> list[Prediction]:
-                return classifier.predict(torch.stack(images), k=n_classes)  # (B, 1, 28, 28): one forward pass
-
             s = self.settings
-            batcher: Batcher[torch.Tensor, Prediction] = Batcher(
-                run, max_items=s.batch_max_items, max_wait=s.batch_max_wait_ms / 1000, max_queue=s.batch_queue,
-                name=f"batcher-{run_id[:8]}")
-            self._batchers[run_id] = (classifier, batcher)
+            batcher = Batcher(make_run(model), max_items=self.max_items, max_wait=s.batch_max_wait_ms / 1000,
+                              max_queue=s.batch_queue, name=f"batcher-{run_id[:8]}")
+            self._batchers[run_id] = (model, batcher)
         if found is not None:
             found[1].close(timeout=0)
         return batcher
 
-    async def predict(self, run_id: str, classifier: Classifier, image: torch.Tensor, k: int) -> Prediction:
-        """`image`'s (1, 28, 28) prediction, batched with concurrent requests for the same model."""
+    async def submit(self, batcher: Batcher, item: Any, key: Hashable = None) -> Any:
         try:
-            found = await self._for(run_id, classifier).submit(image)
+            return await batcher.submit(item, key)
         except Overloaded as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-        return Prediction(found.label, found.class_name, found.probabilities, found.top_k[:k])
 
     def close(self) -> None:
         with self._lock:
             for _, batcher in self._batchers.values():
                 batcher.close(timeout=1)
             self._batchers.clear()
+
+
+class ClassifierBatchers(ModelBatchers):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.batch_max_items)
+
+    async def predict(self, run_id: str, classifier: Classifier, image: torch.Tensor, k: int) -> Prediction:
+        """`image`'s (1, 28, 28) prediction, batched with concurrent requests for the same model."""
+        found = await self.submit(self.batcher(run_id, classifier, _classify), image)
+        return Prediction(found.label, found.class_name, found.probabilities, found.top_k[:k])
+
+
+class TransliteratorBatchers(ModelBatchers):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.batch_max_requests)
+
+    async def translate(self, run_id: str, model: Transliterator, texts: list[str], **params: Any,
+                        ) -> list[list[Hypothesis]]:
+        """Hypotheses per text, searched together with concurrent requests that use the same settings."""
+        key: SearchParams = tuple(sorted(params.items()))
+        return await self.submit(self.batcher(run_id, model, _search), (texts, key), key=key)

@@ -56,10 +56,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, gt=0)  # any JSON body (uploads: max_upload_bytes)
     inference_concurrency: int = Field(2, ge=1)  # model calls running at once in one API process
     inference_waiting: int = Field(64, ge=0)  # model calls waiting for a slot; more get 503 + Retry-After
-    batching: bool = True  # /predict: concurrent requests for one model share a forward pass
+    batching: bool = True  # /predict, /transliterate: concurrent requests for one model share a call
     batch_max_items: int = Field(64, ge=1)  # images in one batch
     batch_max_wait_ms: float = Field(5, ge=0)  # how long the first image waits for others
-    batch_queue: int = Field(64, ge=1)  # images waiting per model; more get 503 + Retry-After
+    batch_max_requests: int = Field(16, ge=1)  # /transliterate requests searched together
+    batch_queue: int = Field(64, ge=1)  # requests waiting per model; more get 503 + Retry-After
     max_decode_rows: int = Field(1024, ge=1)  # one /transliterate request: texts x beams searched at once
     train_queue: str = "gpu"
     heartbeat_seconds: float = Field(10, gt=0)

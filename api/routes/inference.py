@@ -15,7 +15,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import State
 
-from api.deps import SessionDep
 from api.image_request import ImageRequest, read_image_request
 from api.inference_schemas import (
     MAX_TOP_K,
@@ -210,6 +209,21 @@ def _one_result(
     )
 
 
+def _load_transliterator(state: State, body: TransliterateRequest) -> tuple[str, Transliterator]:
+    with state.sessionmaker() as session:
+        run, _ = select_run(session, "transliterate", body.run_id, body.model)
+    model = state.models.get(run.id, checkpoint_for(state.store, run))
+    if not isinstance(model, Transliterator) or model.kind != run.model:
+        raise CheckpointError(f"run {run.id} is recorded as {run.model} but its checkpoint holds a {model.kind}")
+    return run.id, model
+
+
+def _translate_alone(state: State, model: Transliterator, texts: list[str], params: dict[str, Any],
+                     ) -> list[list[Hypothesis]]:
+    with state.inference_gate():
+        return model.translate(texts, **params)
+
+
 @router.post(
     "/transliterate",
     summary="Translate Spanish text to English with a trained seq2seq model (greedy or beam search)",
@@ -220,24 +234,23 @@ def _one_result(
                              "nothing to translate, or no hypothesis found"},
     },
 )
-def transliterate(body: TransliterateRequest, request: Request, session: SessionDep) -> Any:
+async def transliterate(body: TransliterateRequest, request: Request) -> Any:
     state = request.app.state
     texts = body.items
     rows = len(texts) * (body.beam_size if body.decoding == "beam" else 1)
     if rows > state.settings.max_decode_rows:
         raise HTTPException(422, detail=f"{len(texts)} texts x beam {body.beam_size} = {rows} searches at once; "
                             f"the limit is {state.settings.max_decode_rows} (send fewer texts or a smaller beam)")
-    run, _ = select_run(session, "transliterate", body.run_id, body.model)
-    session.close()  # the search may take a while: give the connection back first
-    model = state.models.get(run.id, checkpoint_for(state.store, run))
-    if not isinstance(model, Transliterator) or model.kind != run.model:
-        raise CheckpointError(f"run {run.id} is recorded as {run.model} but its checkpoint holds a {model.kind}")
-    with state.inference_gate():
-        found = model.translate(texts, decoding=body.decoding, beam_size=body.beam_size, n_best=body.n_best,
-                                alpha=body.length_penalty, attention=body.return_attention)
+    run_id, model = await run_in_threadpool(_load_transliterator, state, body)
+    params = {"decoding": body.decoding, "beam_size": body.beam_size, "n_best": body.n_best,
+              "alpha": body.length_penalty, "attention": body.return_attention}
+    if state.settings.batching:
+        found = await state.search_batchers.translate(run_id, model, texts, **params)
+    else:
+        found = await run_in_threadpool(_translate_alone, state, model, texts, params)
     if not all(found):
         raise HTTPException(422, detail="the search found no hypothesis; try a larger beam_size")
     results = [_one_result(t, h, model, body.return_attention) for t, h in zip(texts, found, strict=True)]
     if body.text is not None:
-        return TransliterateResponse(run_id=run.id, decoding=body.decoding, **results[0].model_dump())
-    return TransliterateBatchResponse(run_id=run.id, decoding=body.decoding, results=results)
+        return TransliterateResponse(run_id=run_id, decoding=body.decoding, **results[0].model_dump())
+    return TransliterateBatchResponse(run_id=run_id, decoding=body.decoding, results=results)

@@ -75,3 +75,29 @@ def test_a_full_model_queue_answers_503(trained: TrainedModels, make_serving) ->
     finally:
         release.set()
         batchers.close()
+
+
+def test_concurrent_transliterations_get_what_each_would_get_alone(make_serving, trained: TrainedModels) -> None:
+    serving = make_serving()
+    serving.add_run("seq2seq", trained.seq2seq_attention, [0.3])
+    alone = load_predictor(trained.seq2seq_attention, "cpu")
+    sentences = ["tengo hambre .", "hola .", "estoy cansado .", "tom es canadiense .", "vamos a casa ."]
+    bodies = [{"texts": sentences[i % 5 :] + sentences[: i % 5][:1], "decoding": "beam", "beam_size": 3,
+               "n_best": 2, "return_attention": True} for i in range(10)]
+    bodies += [{"text": sentences[i], "return_attention": True} for i in range(5)]  # greedy: another group
+    bodies.append({"texts": ["hola .", "123"], "decoding": "beam", "beam_size": 3, "n_best": 2})  # a bad text
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: serving.client.post("/transliterate", json=b), bodies))
+    bad = answers.pop()
+    bodies.pop()
+    assert bad.status_code == 422 and "text 2" in bad.json()["detail"]  # its own error, its own index
+    for body, answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        texts = body.get("texts") or [body["text"]]
+        expected = alone.translate(texts, decoding=body.get("decoding", "greedy"), beam_size=3,
+                                   n_best=body.get("n_best", 1))
+        got = answer.json().get("results") or [answer.json()]
+        for hyps, result in zip(expected, got, strict=True):
+            assert [h["text"] for h in result["hypotheses"]] == [h.text for h in hyps]
+            assert np.allclose([h["score"] for h in result["hypotheses"]], [h.score for h in hyps], atol=1e-4)
+            assert np.allclose(result["attention"], np.round(hyps[0].attention, 4), atol=2e-4)
