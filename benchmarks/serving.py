@@ -26,7 +26,7 @@ from benchmarks.common import base_parser, machine_info  # noqa: E402
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%s]]
+wrk.body = [==[%s]==]
 """
 
 
@@ -34,7 +34,7 @@ def _train(root: Path, data_dir: Path) -> str:
     """A succeeded CNN run (1 epoch on 2,000 digits) in a fresh SQLite database under `root`."""
     from sqlalchemy.orm import sessionmaker
 
-    from core import runs
+    from core import results, runs
     from core.db import make_engine
     from core.migrate import upgrade_head
     from core.storage import ArtifactStore
@@ -48,8 +48,10 @@ def _train(root: Path, data_dir: Path) -> str:
         (run,) = runs.create_runs(session, [config.to_dict()], "cnn", "mnist-8k")
         runs.claim_run(session, run.id, "bench", "cpu", 3600)
         store = ArtifactStore(root / "artifacts")
-        fit(config, data_dir=data_dir, out_dir=store.run_dir(run.id, create=True),
-            dataset_spec=f"idx:{data_dir / 'mnist-8k'}")
+        fitted = fit(config, data_dir=data_dir, out_dir=store.run_dir(run.id, create=True),
+                     dataset_spec=f"idx:{data_dir / 'mnist-8k'}")
+        for h in fitted.history:  # the best validation metric is what makes it the serving run
+            results.record_epoch(session, run.id, h.epoch, h.train_loss, h.val_metric, h.seconds)
         runs.finish_run(session, run.id, "succeeded", worker="bench")
     return run.id
 
@@ -102,6 +104,9 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.1)
             _wrk(base + "/predict", 8, 3, script)  # warm-up: model loaded, batcher started
+            probe = urllib.request.Request(base + "/predict", data=body.encode(),
+                                           headers={"Content-Type": "application/json"})
+            assert json.load(urllib.request.urlopen(probe, timeout=30))["run_id"] == run_id
             one = {f"predict_c{c}": _wrk(base + "/predict", c, args.seconds, script) for c in args.connections}
             one["healthz_c32"] = _wrk(base + "/healthz", 32, args.seconds, None)
             results["results"][f"batching={batching}"] = one

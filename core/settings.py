@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     inference_waiting: int = Field(64, ge=0)  # model calls waiting for a slot; more get 503 + Retry-After
     batching: bool = True  # /predict, /transliterate: concurrent requests for one model share a call
     batch_max_items: int = Field(64, ge=1)  # images in one batch
-    batch_max_wait_ms: float = Field(5, ge=0)  # how long the first image waits for others
+    # How long the first request waits for others. 0: a batch is what arrived while the model was busy (no added
+    # latency; measured best on 2 cores, docs/benchmarks.md).
+    batch_max_wait_ms: float = Field(0, ge=0)
     batch_max_requests: int = Field(16, ge=1)  # /transliterate requests searched together
     batch_queue: int = Field(64, ge=1)  # requests waiting per model; more get 503 + Retry-After
     max_decode_rows: int = Field(1024, ge=1)  # one /transliterate request: texts x beams searched at once
