@@ -29,6 +29,8 @@ CLAIM_RETRIES = 60
 load_kind_modules(get_settings().kind_modules)  # kinds registered outside ml/kinds (INKWELL_KIND_MODULES)
 celery_app = make_celery()
 _reaper: Reaper | None = None
+_busy = threading.Event()  # set while this (solo-pool) worker runs a task
+_polling_broker = threading.Event()  # set when the broker is polled (the SQLAlchemy transport)
 
 
 def worker_name() -> str:
@@ -84,9 +86,6 @@ def stop_training(sig: str = "", how: str = "", **_: Any) -> None:
     if how == "Warm" and _polling_broker.is_set() and not _busy.is_set():
         raise SystemExit(0)
 
-
-_busy = threading.Event()  # set while this (solo-pool) worker runs a task
-_polling_broker = threading.Event()  # set when the broker is polled (the SQLAlchemy transport)
 
 
 @worker_ready.connect

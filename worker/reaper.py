@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import one_line
 from core.models import Run, utcnow
 from core.queue import enqueue_training
-from core.runs import take_for_resend, unsent_runs
+from core.runs import set_task_id, take_for_resend, unsent_runs
 from core.settings import Settings
 
 log = logging.getLogger("inkwell.worker.reaper")
@@ -65,10 +65,7 @@ def reap_once(session: Session, app: Celery, settings: Settings, *, now: datetim
                 session.rollback()  # another reaper (or a claim) got there first
                 continue
             task_id = enqueue_training(app, run_id, settings)
-            session.execute(update(Run).where(Run.id == run_id)
-                            .values(task_id=task_id, sent_at=now, sends=Run.sends + 1)
-                            .execution_options(synchronize_session=False))
-            session.commit()
+            set_task_id(session, run_id, task_id, now=now)  # commits the flip with it
         except Exception:
             session.rollback()
             log.exception("reaper: could not requeue run %s", run_id)
@@ -94,9 +91,7 @@ def resend_unsent(session: Session, app: Celery, settings: Settings, *, now: dat
                 session.rollback()
                 continue
             task_id = enqueue_training(app, run_id, settings)
-            session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, sends=Run.sends + 1)
-                            .execution_options(synchronize_session=False))
-            session.commit()
+            set_task_id(session, run_id, task_id, now=now)
         except Exception as exc:
             session.rollback()
             log.warning("reaper: could not send run %s again (%s)", run_id, one_line(exc, with_type=True))
