@@ -57,6 +57,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/sweeps/{sweep_id}"): "read",
     ("GET", "/sweeps/{sweep_id}/plot.png"): "read",
     ("GET", "/models"): "read",
+    ("GET", "/serving/stats"): "read",
     ("GET", "/datasets"): "read",
     ("POST", "/predict"): "infer",
     ("POST", "/activation-maps"): "infer",
@@ -123,8 +124,10 @@ def route_scope(request: Request) -> str | None:
     return scope
 
 
-def authorize(request: Request) -> None:
-    """The app-wide dependency: 401 without a known key, 403 with a key lacking the route's scope."""
+async def authorize(request: Request) -> None:
+    """The app-wide dependency: 401 without a known key, 403 with a key lacking the route's scope.
+
+    `async` because it does no I/O: a plain `def` dependency costs every request a threadpool hop."""
     keys: Mapping[str, frozenset[str]] = request.app.state.api_keys
     if not keys:
         return

@@ -49,10 +49,14 @@ class BatchStats:
 
 class Batcher(Generic[Item, Result]):
     def __init__(self, run: Callable[[list[Item]], Sequence[Result]], *, max_items: int, max_wait: float,
-                 max_queue: int, name: str = "batcher", stats: BatchStats | None = None) -> None:
+                 max_queue: int, name: str = "batcher", stats: BatchStats | None = None,
+                 cost: Callable[[Item], int] | None = None, max_cost: int | None = None) -> None:
+        """`cost(item)` and `max_cost` bound a batch's work besides its item count (e.g. texts x beams of a
+        search): a batch takes items while their total cost stays within `max_cost` (its first item always)."""
         if max_items < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_items and max_queue must be >= 1 and max_wait >= 0")
         self.run, self.max_items, self.max_wait, self.max_queue = run, max_items, max_wait, max_queue
+        self.cost, self.max_cost = cost, max_cost
         self.stats = stats or BatchStats()
         self._queue: queue.Queue[_Pending[Item] | None] = queue.Queue()
         self._held: list[_Pending[Item]] = []  # taken from the queue but of another group than the batch
@@ -105,15 +109,21 @@ class Batcher(Generic[Item, Result]):
 
     def _gather(self, first: _Pending[Item]) -> list[_Pending[Item]]:
         batch, other = [first], []
+        total = self.cost(first.item) if self.cost is not None else 0
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_items:
             candidate = self._next(deadline - time.monotonic())
             if candidate is None:
                 break
-            if candidate.key == first.key:
-                batch.append(candidate)
-            else:
+            if candidate.key != first.key:
                 other.append(candidate)  # another group: the next batch starts with it
+                continue
+            if self.cost is not None and self.max_cost is not None:
+                total += self.cost(candidate.item)
+                if total > self.max_cost:  # full: it starts the next batch
+                    other.append(candidate)
+                    break
+            batch.append(candidate)
         self._held = other + self._held
         return batch
 

@@ -4,6 +4,12 @@
 JSON error: at once when Content-Length says so, else as soon as the bytes received pass the cap (it
 reads no further). Uploads (multipart, image/*) have their own limit (api/image_request.py).
 
+`InferenceAdmission` (pure ASGI middleware) bounds the inference requests in the process, from their first
+byte to their answer: beyond INKWELL_INFERENCE_MAX_IN_FLIGHT a new one is answered 503 with `Retry-After` at
+once, before its body is read or parsed. Under overload a refusal must cost next to nothing, or refusing
+eats the time the accepted requests need (measured: docs/benchmarks.md); and requests piling up in the event
+loop never reach the batchers' own queue bound, so this is what keeps the accepted requests' latency bounded.
+
 `InferenceGate` lets `concurrency` requests run model work at once and `waiting` more wait their turn;
 beyond that a request is refused at once with 503 and `Retry-After` instead of queueing without limit.
 """
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from fastapi import HTTPException
@@ -83,6 +89,40 @@ class JsonBodyLimit:
             return await receive()  # after the body: wait for the disconnect, as the server would
 
         await self.app(scope, replay, send)
+
+
+INFERENCE_PATHS = frozenset({"/predict", "/transliterate", "/activation-maps"})
+
+
+class InferenceAdmission:
+    """At most `limit` inference requests in flight in this process; more get 503 + Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, limit: int, on_reject: Callable[[str], None] | None = None) -> None:
+        self.app, self.limit, self.on_reject = app, limit, on_reject
+        self.in_flight = 0  # only touched on the event loop: no lock needed
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"{self.in_flight} inference requests are in progress (the limit of this "
+                                     "process, INKWELL_INFERENCE_MAX_IN_FLIGHT); retry shortly"}).encode()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INFERENCE_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            if self.on_reject is not None:
+                self.on_reject(scope["path"])
+            await self._refuse(send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class InferenceGate:

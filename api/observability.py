@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.serving_stats import ServingMetrics
+
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -26,6 +28,8 @@ class Metrics:
     request_latency: Histogram
     runs_by_status: Gauge
     queue_depth: Gauge
+    inference_queue_depth: Gauge
+    serving: ServingMetrics
 
 
 def make_metrics() -> Metrics:
@@ -41,6 +45,11 @@ def make_metrics() -> Metrics:
             "inkwell_queue_depth", "Training messages waiting in the broker queue (-1: unknown)", ["queue"],
             registry=registry,
         ),
+        inference_queue_depth=Gauge(
+            "inkwell_inference_queue_depth", "Requests waiting for a model in this process", ["endpoint"],
+            registry=registry,
+        ),
+        serving=ServingMetrics(registry),
     )
 
 
@@ -79,9 +88,9 @@ class LatencyMiddleware:
             self.histogram.labels(*labels).observe(elapsed)
 
 
-def install_metrics(app: FastAPI) -> Metrics:
-    """Create the app's metrics (kept in `app.state.metrics`) and time every request."""
-    metrics = make_metrics()
+def install_metrics(app: FastAPI, metrics: Metrics | None = None) -> Metrics:
+    """Keep the app's metrics (new ones unless given) in `app.state.metrics` and time every request."""
+    metrics = metrics or make_metrics()
     app.state.metrics = metrics
     app.add_middleware(LatencyMiddleware, histogram=metrics.request_latency)
     return metrics

@@ -274,3 +274,31 @@ class ErrorResponse(BaseModel):
     errors: list[FieldError] | SkipJsonSchema[None] = Field(
         None, description="the request's invalid fields (validation errors only)"
     )
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+
+class EndpointServing(BaseModel):
+    endpoint: Literal["predict", "transliterate"]
+    batching: bool = Field(description="INKWELL_BATCHING: requests share model calls")
+    models_loaded: int = Field(description="models with a batcher in this process")
+    queue_depth: int = Field(description="requests waiting for a model now")
+    queue_limit: int = Field(description="per model (INKWELL_BATCH_QUEUE); a request beyond it gets 503")
+    max_batch: int = Field(description="items (predict) or requests (transliterate) in one model call at most")
+    batches: int = Field(description="model calls since the process started")
+    items: int = Field(description="items answered by those calls")
+    rejected: int = Field(description="requests refused with 503 because the queue was full")
+    recent_batches: int = Field(description="how many recent batches the figures below describe")
+    mean_batch_size: float | None
+    batch_sizes: dict[str, int] = Field(description='recent batches by size bucket: "8" counts sizes 5 to 8')
+    queue_wait_ms: Percentiles = Field(description="how long the oldest request of a batch waited")
+    batch_ms: Percentiles = Field(description="model time of a batch")
+
+
+class ServingStats(BaseModel):
+    endpoints: list[EndpointServing]

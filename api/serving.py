@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from fastapi import HTTPException
 
-from api.batcher import Batcher, Overloaded
+from api.batcher import Batcher, BatchStats, Overloaded
+from api.serving_stats import EndpointStats, ServingMetrics
 from core.settings import Settings
 from ml.decoding import Hypothesis
 from ml.inference import Classifier, Prediction, Predictor, Transliterator
@@ -43,13 +44,27 @@ def _search(model: Transliterator) -> Callable[[list[tuple[list[str], SearchPara
     return run
 
 
+def _search_rows(request: tuple[list[str], SearchParams]) -> int:
+    """Rows of the batched search one /transliterate request adds: its texts x its beam (1 for greedy)."""
+    texts, params = request
+    settings = dict(params)
+    return len(texts) * (settings.get("beam_size", 1) if settings.get("decoding") == "beam" else 1)
+
+
 class ModelBatchers:
     """A batcher per (run, loaded model): a reloaded checkpoint gets a new one and the old one is closed."""
 
-    def __init__(self, settings: Settings, max_items: int) -> None:
+    endpoint = ""
+
+    def __init__(self, settings: Settings, max_items: int, metrics: ServingMetrics | None = None) -> None:
         self.settings, self.max_items = settings, max_items
+        self.stats = EndpointStats(self.endpoint, metrics)
         self._lock = threading.Lock()
         self._batchers: dict[str, tuple[Predictor, Batcher]] = {}
+
+    def batch_cost(self) -> dict[str, Any]:
+        """Batcher arguments bounding a batch's work beyond its item count (none by default)."""
+        return {}
 
     def batcher(self, run_id: str, model: Predictor, make_run: Callable[[Any], Callable]) -> Batcher:
         with self._lock:
@@ -58,7 +73,8 @@ class ModelBatchers:
                 return found[1]
             s = self.settings
             batcher = Batcher(make_run(model), max_items=self.max_items, max_wait=s.batch_max_wait_ms / 1000,
-                              max_queue=s.batch_queue, name=f"batcher-{run_id[:8]}")
+                              max_queue=s.batch_queue, name=f"batcher-{run_id[:8]}",
+                              stats=BatchStats(on_batch=self.stats.observe_batch), **self.batch_cost())
             self._batchers[run_id] = (model, batcher)
         if found is not None:
             found[1].close(timeout=0)
@@ -68,7 +84,15 @@ class ModelBatchers:
         try:
             return await batcher.submit(item, key)
         except Overloaded as exc:
+            self.stats.observe_rejected()
             raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+    def summary(self) -> dict[str, Any]:
+        """This endpoint's queue and recent batches (GET /serving/stats)."""
+        with self._lock:
+            batchers = [b for _, b in self._batchers.values()]
+        return {**self.stats.summary(sum(b.depth for b in batchers), self.settings.batch_queue, self.max_items),
+                "models_loaded": len(batchers), "batching": self.settings.batching}
 
     def close(self) -> None:
         with self._lock:
@@ -78,8 +102,10 @@ class ModelBatchers:
 
 
 class ClassifierBatchers(ModelBatchers):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, settings.batch_max_items)
+    endpoint = "predict"
+
+    def __init__(self, settings: Settings, metrics: ServingMetrics | None = None) -> None:
+        super().__init__(settings, settings.batch_max_items, metrics)
 
     async def predict(self, run_id: str, classifier: Classifier, image: torch.Tensor, k: int) -> Prediction:
         """`image`'s (1, 28, 28) prediction, batched with concurrent requests for the same model."""
@@ -88,8 +114,14 @@ class ClassifierBatchers(ModelBatchers):
 
 
 class TransliteratorBatchers(ModelBatchers):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, settings.batch_max_requests)
+    endpoint = "transliterate"
+
+    def __init__(self, settings: Settings, metrics: ServingMetrics | None = None) -> None:
+        super().__init__(settings, settings.batch_max_requests, metrics)
+
+    def batch_cost(self) -> dict[str, Any]:
+        """A search of at most INKWELL_MAX_DECODE_ROWS rows (texts x beams), as one request may hold."""
+        return {"cost": _search_rows, "max_cost": self.settings.max_decode_rows}
 
     async def translate(self, run_id: str, model: Transliterator, texts: list[str], **params: Any,
                         ) -> list[list[Hypothesis]]:

@@ -61,8 +61,20 @@ class Settings(BaseSettings):
     # How long the first request waits for others. 0: a batch is what arrived while the model was busy (no added
     # latency; measured best on 2 cores, docs/benchmarks.md).
     batch_max_wait_ms: float = Field(0, ge=0)
-    batch_max_requests: int = Field(16, ge=1)  # /transliterate requests searched together
+    # /transliterate requests searched together (and at most max_decode_rows texts x beams in one search);
+    # 64 rather than 16: beam 5 at 32 connections 405-428 vs 336-370 sentences/s (docs/benchmarks.md)
+    batch_max_requests: int = Field(64, ge=1)
     batch_queue: int = Field(64, ge=1)  # requests waiting per model; more get 503 + Retry-After
+    # /predict, /transliterate and /activation-maps requests in one API process, from the first byte to the
+    # answer; more get 503 + Retry-After before their body is read (api/limits.py InferenceAdmission)
+    inference_max_in_flight: int = Field(128, ge=1)
+    # torch threads for a model call in the API process. 1: the event loop and the batcher thread each keep a
+    # core on a 2-core machine (more threads spin against the loop); scale with processes (web_concurrency).
+    # 0 leaves torch's default (one thread per core).
+    inference_threads: int = Field(1, ge=0)
+    web_concurrency: int = Field(1, ge=1)  # `python -m api` processes, each with its own models and batchers
+    gc_freeze: bool = True  # the API freezes its startup objects out of the garbage collector (api/main.py)
+    access_log: bool = True  # uvicorn's line per request (the request histograms in /metrics count them too)
     max_decode_rows: int = Field(1024, ge=1)  # one /transliterate request: texts x beams searched at once
     train_queue: str = "gpu"
     heartbeat_seconds: float = Field(10, gt=0)
@@ -70,6 +82,9 @@ class Settings(BaseSettings):
     unsent_grace_seconds: float = Field(30, gt=0)  # a queued run never sent for this long is sent by a reaper
     resend_after_seconds: float = Field(600, gt=0)  # ... and one sent this long ago (doubling per send)
     model_cache_size: int = Field(4, ge=1)
+    # How long the API answers from the serving run it last checked (promoted / best run, checkpoint file)
+    # before checking the database and the file again: the bound on noticing a change made elsewhere.
+    serving_refresh_seconds: float = Field(1.0, ge=0)
     # Modules imported at startup that register more model kinds (ml.kinds.register_kind), comma-separated.
     kind_modules: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = Field(8000, gt=0, lt=65536, validation_alias=AliasChoices("INKWELL_PORT", "PORT"))

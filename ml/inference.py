@@ -46,12 +46,14 @@ class Classifier:
         if tuple(images.shape[1:]) != (1, 28, 28):
             raise InputError(f"expected images of shape (1, 28, 28), got {tuple(images.shape[1:])}")
         probs = self.model(images.to(self.device)).exp().cpu()  # (B, C)
-        top = probs.topk(min(k, probs.size(1)), dim=1)
+        top = probs.topk(min(k, probs.size(1)), dim=1)  # values, indices: (B, k)
+        # .tolist() converts in C; iterating the tensors would make a 0-d tensor per number
+        rows, top_values, top_indices = probs.tolist(), top.values.tolist(), top.indices.tolist()
         out = []
-        for row, values, indices in zip(probs, top.values, top.indices, strict=True):
-            label = int(indices[0])
-            out.append(Prediction(label, self.classes[label], [float(p) for p in row], [
-                {"label": int(i), "class_name": self.classes[int(i)], "probability": float(v)}
+        for row, values, indices in zip(rows, top_values, top_indices, strict=True):
+            label = indices[0]
+            out.append(Prediction(label, self.classes[label], row, [
+                {"label": i, "class_name": self.classes[i], "probability": v}
                 for v, i in zip(values, indices, strict=True)
             ]))
         return out

@@ -32,3 +32,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# Settings every test app shares: leave the test process's torch threads and garbage collector alone, and
+# check the serving run on every request (tests change runs behind the app's back, then ask at once;
+# tests/api/test_serving_view.py covers the time-bounded view of the default setting).
+TEST_PROCESS = {"inference_threads": 0, "gc_freeze": False, "serving_refresh_seconds": 0}

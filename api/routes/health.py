@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, create_engine, inspect, select, text
 
 from api.observability import get_metrics
-from api.schemas import Health, Readiness
+from api.schemas import Health, Readiness, ServingStats
 from core.errors import one_line
 from core.models import Run
 from core.runs import runs_by_status_counts
@@ -127,7 +127,7 @@ def _sqla_queue_depth(engine: Engine, celery: Celery, queue: str) -> int:
 
 
 @router.get("/healthz", summary="Liveness: the process is up", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:  # async: nothing blocking, so no threadpool hop
     return Health(status="ok")
 
 
@@ -147,9 +147,16 @@ def readyz(request: Request) -> Any:
     return JSONResponse(body.model_dump(), status_code=503)
 
 
+@router.get("/serving/stats", summary="This API process's model serving: queue depth, batch sizes, wait and model "
+            "time of recent batches, refusals (per endpoint)", response_model=ServingStats)
+async def serving_stats(request: Request) -> ServingStats:
+    state = request.app.state
+    return ServingStats(endpoints=[b.summary() for b in (state.batchers, state.search_batchers)])
+
+
 @router.get(
     "/metrics",
-    summary="Prometheus metrics: request latency by route, queue depth, runs by status",
+    summary="Prometheus metrics: request latency by route, queue depths, runs by status, inference batches",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
 )
@@ -163,4 +170,6 @@ def metrics(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - metrics must answer even when the database does not
         log.warning("runs by status unavailable: %s", one_line(exc))
     m.queue_depth.labels(request.app.state.settings.train_queue).set(queue_depth(request))
+    for batchers in (request.app.state.batchers, request.app.state.search_batchers):
+        m.inference_queue_depth.labels(batchers.endpoint).set(batchers.summary()["queue_depth"])
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,9 @@
 """Serving trained models: POST /predict, /activation-maps and /transliterate.
 
-The model work (image decoding, loading checkpoints, forward passes, search) runs in the threadpool so
-the event loop keeps answering other requests meanwhile.
+Blocking work (decoding uploads, checking which run serves, loading checkpoints, and the model calls when
+batching is off) runs in the threadpool so the event loop keeps answering other requests meanwhile; the
+model calls with batching on run on each model's batcher thread (api/serving.py). Parsing a pixel grid and
+a remembered serving run (api/serving_view.py) cost microseconds and stay on the event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -34,14 +37,13 @@ from api.inference_schemas import (
 )
 from api.openapi import request_body
 from api.schemas import RunId
-from api.selection import checkpoint_for, select_run
+from api.serving_view import Served
 from ml.activations import activation_png
 from ml.data.text import normalize
 from ml.decoding import Hypothesis
 from ml.errors import CheckpointError
 from ml.imageprep import tensor_to_png
-from ml.inference import Classifier, Prediction, Predictor, Transliterator
-from ml.kinds import ModelKind
+from ml.inference import Classifier, Prediction, Transliterator
 
 router = APIRouter(tags=["inference"])
 
@@ -69,17 +71,16 @@ TopKQuery = Annotated[
 ]
 
 
-def _predictor(state: State, endpoint: str, run_id: str | None, model: str | None,
-               ) -> tuple[str, ModelKind, Predictor]:
-    """(run id, kind, loaded predictor) of the run that answers `endpoint` (see api.selection)."""
-    with state.sessionmaker() as session:
-        run, kind = select_run(session, endpoint, run_id, model)
-    predictor = state.models.get(run.id, checkpoint_for(state.store, run))
-    if predictor.kind != run.model:
-        raise CheckpointError(
-            f"run {run.id} is recorded as {run.model} but its checkpoint holds a {predictor.kind}"
-        )
-    return run.id, kind, predictor
+def _served_now(state: State, endpoint: str, run_id: str | None, model: str | None) -> Served:
+    """The run answering `endpoint` and its model (api/serving_view.py), from a worker thread."""
+    found = state.serving.cached(endpoint, run_id, model)
+    return found if found is not None else state.serving.load(endpoint, run_id, model)
+
+
+async def _served(state: State, endpoint: str, run_id: str | None, model: str | None) -> Served:
+    """The same from the event loop: from memory while fresh, else checked in a worker thread."""
+    found = state.serving.cached(endpoint, run_id, model)
+    return found if found is not None else await run_in_threadpool(state.serving.load, endpoint, run_id, model)
 
 
 def _png_data_url(image: torch.Tensor) -> str:
@@ -90,27 +91,19 @@ def _rounded(values: np.ndarray) -> list:
     return np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist()
 
 
-def _prepare(state: State, image: ImageRequest, options: PredictOptions) -> tuple[torch.Tensor, str, Classifier]:
-    tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
-    used, _, classifier = _predictor(state, "predict", options.run_id, options.model)
-    assert isinstance(classifier, Classifier)
-    return tensor, used, classifier
-
-
 def _predict_alone(classifier: Classifier, tensor: torch.Tensor, k: int, state: State) -> Prediction:
     with state.inference_gate():
         return classifier.predict(tensor, k=k)[0]
 
 
-def _response(used: str, found: Prediction, tensor: torch.Tensor, options: PredictOptions) -> PredictResponse:
-    return PredictResponse(
-        run_id=used,
-        label=found.label,
-        class_name=found.class_name,
-        probabilities=found.probabilities,
-        top_k=found.top_k,
-        input_png=_png_data_url(tensor) if options.include_input else None,
-    )
+def _response(used: str, found: Prediction, tensor: torch.Tensor, options: PredictOptions) -> Response:
+    """PredictResponse as JSON, written by orjson: the values' types are known, so the hot path skips
+    pydantic's validation and serialisation of the response (the contract test checks it against the schema)."""
+    body: dict[str, Any] = {"run_id": used, "label": found.label, "class_name": found.class_name,
+                            "probabilities": found.probabilities, "top_k": found.top_k}
+    if options.include_input:
+        body["input_png"] = _png_data_url(tensor)
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post(
@@ -129,12 +122,19 @@ async def predict(
     include_input: Annotated[
         bool | None, Query(description="also return the 28x28 input as a PNG data URL")
     ] = None,
-) -> PredictResponse:
+) -> Response:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
     query = {"run_id": run_id, "model": model, "top_k": top_k, "include_input": include_input}
     options = parse_options(PredictOptions, query, image.fields, image.text_fields)
-    tensor, used, classifier = await run_in_threadpool(_prepare, state, image, options)
+    max_pixels = state.settings.max_image_pixels
+    if image.data is None:  # a pixel grid: numpy work of microseconds, done here
+        tensor = image.tensor(max_pixels)  # (1, 28, 28)
+    else:  # an upload: decoding may take a while (large images), so in a worker thread
+        tensor = await run_in_threadpool(image.tensor, max_pixels)
+    served = await _served(state, "predict", options.run_id, options.model)
+    used, classifier = served.run_id, served.predictor
+    assert isinstance(classifier, Classifier)
     if state.settings.batching:
         found = await state.batchers.predict(used, classifier, tensor, options.top_k)
     else:
@@ -146,7 +146,8 @@ def _activation_maps(
     state: State, image: ImageRequest, options: ActivationOptions
 ) -> Response | ActivationMapsResponse:
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
-    used, kind, classifier = _predictor(state, "predict", options.run_id, options.model)
+    served = _served_now(state, "predict", options.run_id, options.model)
+    used, kind, classifier = served.run_id, served.kind, served.predictor
     assert isinstance(classifier, Classifier)
     if not kind.activation_layers:
         raise HTTPException(422, detail=f"a {kind.name} model has no activation maps")
@@ -209,15 +210,6 @@ def _one_result(
     )
 
 
-def _load_transliterator(state: State, body: TransliterateRequest) -> tuple[str, Transliterator]:
-    with state.sessionmaker() as session:
-        run, _ = select_run(session, "transliterate", body.run_id, body.model)
-    model = state.models.get(run.id, checkpoint_for(state.store, run))
-    if not isinstance(model, Transliterator) or model.kind != run.model:
-        raise CheckpointError(f"run {run.id} is recorded as {run.model} but its checkpoint holds a {model.kind}")
-    return run.id, model
-
-
 def _translate_alone(state: State, model: Transliterator, texts: list[str], params: dict[str, Any],
                      ) -> list[list[Hypothesis]]:
     with state.inference_gate():
@@ -241,7 +233,10 @@ async def transliterate(body: TransliterateRequest, request: Request) -> Any:
     if rows > state.settings.max_decode_rows:
         raise HTTPException(422, detail=f"{len(texts)} texts x beam {body.beam_size} = {rows} searches at once; "
                             f"the limit is {state.settings.max_decode_rows} (send fewer texts or a smaller beam)")
-    run_id, model = await run_in_threadpool(_load_transliterator, state, body)
+    served = await _served(state, "transliterate", body.run_id, body.model)
+    run_id, model = served.run_id, served.predictor
+    if not isinstance(model, Transliterator):
+        raise CheckpointError(f"run {run_id} is a {served.kind.name} run but its checkpoint holds no transliterator")
     params = {"decoding": body.decoding, "beam_size": body.beam_size, "n_best": body.n_best,
               "alpha": body.length_penalty, "attention": body.return_attention}
     if state.settings.batching:

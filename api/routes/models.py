@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from api.deps import SessionDep, find_run
 from api.presenters import model_info
@@ -32,7 +32,8 @@ def models(session: SessionDep) -> ModelList:
     },
 )
 def promote_run(
-    model: Annotated[str, Path(json_schema_extra=kinds_enum)], body: PromoteRequest, session: SessionDep
+    model: Annotated[str, Path(json_schema_extra=kinds_enum)], body: PromoteRequest, session: SessionDep,
+    request: Request,
 ) -> ModelInfo:
     kind = find_kind(model)
     if kind is None:
@@ -49,4 +50,5 @@ def promote_run(
         promote(session, kind.name, run.id)
     except ValueError as exc:  # changed under us since the checks above
         raise HTTPException(409, str(exc)) from exc
+    request.app.state.serving.invalidate()  # this process serves the promoted run from its next request
     return model_info(session, kind)

@@ -32,6 +32,7 @@ from core.migrate import upgrade_head
 from core.models import Run
 from core.settings import Settings
 from tests.fixtures.postgres import empty_tables
+from tests.support import TEST_PROCESS
 
 TEST_BROKER = "redis://127.0.0.1:6379/14"
 CLOSED_BROKER = "redis://127.0.0.1:1/14"  # nothing listens on port 1: connection refused at once
@@ -83,7 +84,7 @@ def make_app(
                 upgrade_head(database_url)
         values: dict[str, Any] = {
             "database_url": database_url, "broker_url": TEST_BROKER, "artifacts_dir": root / "artifacts",
-            "data_dir": shared_data, "train_queue": queue_name, "api_key": None, **overrides,
+            "data_dir": shared_data, "train_queue": queue_name, "api_key": None, **TEST_PROCESS, **overrides,
         }
         app = create_app(Settings(**values))
         made.append(app)

@@ -50,7 +50,7 @@ def keyed(make_app):
 DOCUMENTED = {
     "read": {"/runs", "/runs/{run_id}", "/runs/{run_id}/metrics", "/runs/{run_id}/events",
              "/runs/{run_id}/plots/{name}.png", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/plot.png", "/models",
-             "/datasets", "/metrics"},
+             "/datasets", "/metrics", "/serving/stats"},
     "infer": {"/predict", "/activation-maps", "/transliterate"},
     "train": {"/train", "/runs/{run_id}/cancel"},
     "admin": {"/runs/{run_id}/checkpoint", "/models/{model}/promote"},

@@ -52,6 +52,22 @@ def test_waiting_items_run_as_one_batch_each_getting_its_own_result_in_order() -
         batcher.close()
 
 
+def test_a_batch_stops_where_its_cost_would_pass_the_bound() -> None:
+    """Items of cost = their value, at most 10 per batch: [1 2 3 4] (10), [5] (5 + 6 > 10), [6], [7], and an
+    item dearer than the bound runs alone rather than never."""
+    gate = Gate()
+    batcher = Batcher(gate, max_items=8, max_wait=0.0, max_queue=100, cost=lambda x: x, max_cost=10)
+    try:
+        batcher.submit_future(0)
+        assert gate.entered.wait(WAIT)
+        futures = [batcher.submit_future(i) for i in (1, 2, 3, 4, 5, 6, 7, 30, 1)]
+        gate.release.set()
+        assert [f.result(WAIT) for f in futures] == [i * 10 for i in (1, 2, 3, 4, 5, 6, 7, 30, 1)]
+        assert gate.batches[1:] == [[1, 2, 3, 4], [5], [6], [7], [30], [1]]
+    finally:
+        batcher.close()
+
+
 def test_groups_never_share_a_batch() -> None:
     gate = Gate()
     batcher = Batcher(gate, max_items=8, max_wait=0.0, max_queue=100)
@@ -149,3 +165,10 @@ def test_submit_from_the_event_loop_and_cancellation() -> None:
         assert (first, one, three) == (0, 10, 30) and isinstance(two, asyncio.CancelledError)
     finally:
         batcher.close()
+
+
+def test_a_searchs_cost_is_its_rows() -> None:
+    from api.serving import _search_rows
+
+    assert _search_rows((["a", "b"], (("beam_size", 5), ("decoding", "beam")))) == 10
+    assert _search_rows((["a", "b", "c"], (("beam_size", 5), ("decoding", "greedy")))) == 3

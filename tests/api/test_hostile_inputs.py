@@ -37,7 +37,7 @@ from tests.api.trained import (  # noqa: F401  (fixtures are used by name)
     serving,
     trained,
 )
-from tests.support import free_port
+from tests.support import TEST_PROCESS, free_port
 
 SECONDS = 10  # the most any single hostile request may take (they are all refused or answered at once)
 IMAGE_ROUTES = ("/predict", "/activation-maps?format=json")
@@ -240,7 +240,7 @@ def real_server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     url = f"sqlite:///{root / 'inkwell.db'}"
     upgrade_head(url)
     settings = Settings(database_url=url, broker_url=UNUSED_BROKER, artifacts_dir=root / "artifacts",
-                        data_dir=shared_data, api_key=None, max_upload_bytes=default_limit)
+                        data_dir=shared_data, api_key=None, max_upload_bytes=default_limit, **TEST_PROCESS)
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

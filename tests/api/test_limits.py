@@ -109,3 +109,53 @@ def test_attention_history_is_kept_only_when_asked(trained: TrainedModels) -> No
         for a, b in zip(with_attn, without, strict=True):
             assert [(h.text, h.score) for h in a] == [(h.text, h.score) for h in b]
             assert all(h.attention is not None for h in a) and all(h.attention is None for h in b)
+
+
+def test_admission_refuses_beyond_its_limit_before_reading_the_body() -> None:
+    """Two POST /predict in flight through the real middleware (limit 2): a third is refused at once with
+    503 + Retry-After and its body never read; once one finishes, the next is admitted again."""
+    import anyio
+    import httpx
+
+    from api.limits import InferenceAdmission
+
+    release = anyio.Event()
+    reads: list[str] = []
+    rejected: list[str] = []
+
+    async def slow_app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI app holding /predict requests
+        message = await receive()
+        if scope["path"] == "/predict":
+            reads.append(message.get("body", b"").decode())
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    admission = InferenceAdmission(slow_app, limit=2, on_reject=rejected.append)
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=admission)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers: dict[str, httpx.Response] = {}
+
+            async def call(name: str) -> None:
+                answers[name] = await client.post("/predict", content=name.encode())
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call, "first")
+                tasks.start_soon(call, "second")
+                with anyio.fail_after(10):
+                    while admission.in_flight < 2:
+                        await anyio.sleep(0.01)
+                third = await client.post("/predict", content=b"third")
+                assert third.status_code == 503 and third.headers["retry-after"] == "1"
+                assert "INKWELL_INFERENCE_MAX_IN_FLIGHT" in third.json()["detail"]
+                other = await client.get("/healthz")  # other routes are not counted
+                assert other.status_code == 200 and admission.in_flight == 2
+                release.set()
+            assert [answers[n].status_code for n in ("first", "second")] == [200, 200]
+            assert (await client.post("/predict", content=b"fourth")).status_code == 200
+        assert sorted(reads) == ["first", "fourth", "second"]  # "third" was never read
+        assert rejected == ["/predict"] and admission.in_flight == 0
+
+    anyio.run(scenario)

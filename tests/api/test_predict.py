@@ -239,6 +239,12 @@ def test_unsupported_body_type_is_415(serving: Serving) -> None:
         ({"pixels": [[-1] * 28] * 28}, "negative"),
         ({"pixels": [[300] * 28] * 28}, "0..255"),
         ({"pixels": None}, "28x28"),
+        # numpy would read each of these as numbers: the grid must hold JSON numbers only
+        ({"pixels": [[True] + [1] * 27] + [[0] * 28] * 27}, "numbers"),
+        ({"pixels": [[0.5] * 27 + [False]] + [[0] * 28] * 27}, "numbers"),
+        ({"pixels": [["5"] + [1] * 27] + [[0] * 28] * 27}, "numbers"),
+        ({"pixels": [[None] + [1] * 27] + [[0] * 28] * 27}, "numbers"),
+        ({"pixels": [[10**30] + [1] * 27] + [[0] * 28] * 27}, "0..255"),
         ({"image": []}, "pixels"),
         ({"pixels": [[0] * 28] * 28, "top_k": 0}, "top_k"),
         ({"pixels": [[0] * 28] * 28, "top_k": "many"}, "top_k"),

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from ml.checkpoint import load_checkpoint
 from ml.config import TrainConfig
 from ml.data.images import ImageSet, load_images
 from ml.training import fit
+from tests.support import TEST_PROCESS
 
 UNUSED_BROKER = "redis://127.0.0.1:6379/14"  # the serving routes never touch the broker
 WORKER = "test-worker"
@@ -140,7 +142,7 @@ class Serving:
 
 
 def build_serving(root: Path, data_dir: Path, api_key: str | None = None, database_url: str | None = None,
-                  ) -> Serving:
+                  **overrides: Any) -> Serving:
     """A fresh app under `root` (artifacts; the database a new SQLite file there unless `database_url`,
     already migrated, is given); the caller closes `client`."""
     url = database_url or f"sqlite:///{root / 'inkwell.db'}"
@@ -154,6 +156,7 @@ def build_serving(root: Path, data_dir: Path, api_key: str | None = None, databa
         api_key=api_key,
         max_upload_bytes=200_000,
         max_image_pixels=4_000_000,
+        **{**TEST_PROCESS, **overrides},
     )
     app = create_app(settings)
     return Serving(app=app, client=TestClient(app, raise_server_exceptions=False), settings=settings)
@@ -167,9 +170,10 @@ def make_serving(
     migrated PostgreSQL database: which run serves is a database query), closed after the test."""
     made: list[Serving] = []
 
-    def make(api_key: str | None = None) -> Serving:
+    def make(api_key: str | None = None, **overrides: Any) -> Serving:
         url = request.getfixturevalue("pg_database")(migrated=True) if db_backend == "postgresql" else None
-        serving = build_serving(tmp_path / f"app{len(made)}", shared_data, api_key=api_key, database_url=url)
+        serving = build_serving(tmp_path / f"app{len(made)}", shared_data, api_key=api_key, database_url=url,
+                                **overrides)
         assert serving.app.state.engine.dialect.name == db_backend
         made.append(serving)
         return serving

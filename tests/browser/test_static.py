@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.routes.dashboard import STATIC_DIR
 from core.settings import Settings
+from tests.support import TEST_PROCESS
 
 # `import ... from "./x.js"`, `export ... from "./x.js"` and `import "./x.js"` (relative imports only)
 IMPORT = re.compile(
@@ -28,7 +29,8 @@ def make_client(tmp_path: Path) -> Iterator:
     def make(**overrides: object) -> TestClient:
         settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
                             broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
-                            artifacts_dir=tmp_path / "artifacts", data_dir=tmp_path, **overrides)
+                            artifacts_dir=tmp_path / "artifacts", data_dir=tmp_path,
+                            **{**TEST_PROCESS, **overrides})
         client = TestClient(create_app(settings))
         clients.append(client)
         return client

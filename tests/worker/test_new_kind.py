@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ml.kinds import ModelKind, kind_names, register_kind, unregister_kind
+from tests.support import TEST_PROCESS
 
 KIND_MODULE = "tests.kinds.logreg"
 
@@ -29,7 +30,7 @@ def logreg() -> Iterator[ModelKind]:
 def test_a_kind_registered_by_a_test_trains_reports_and_predicts(make_stack, shared_data, logreg) -> None:
     stack = make_stack("sqlite")
     stack.start_worker(INKWELL_KIND_MODULES=KIND_MODULE).wait_ready()
-    with TestClient(create_app(stack.settings)) as client:
+    with TestClient(create_app(stack.settings.model_copy(update=TEST_PROCESS))) as client:
         models = {m["model"]: m for m in client.get("/models").json()["models"]}
         assert models["logreg"]["data_kind"] == "images" and models["logreg"]["serves"] == "predict"
         listed = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}

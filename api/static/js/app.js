@@ -7,6 +7,7 @@ import { banner, errorBox, h, replace } from "./dom.js";
 import * as classify from "./pages/classify.js";
 import * as run from "./pages/run.js";
 import * as runs from "./pages/runs.js";
+import * as serving from "./pages/serving.js";
 import * as sweep from "./pages/sweep.js";
 import * as sweeps from "./pages/sweeps.js";
 import * as train from "./pages/train.js";
@@ -21,6 +22,7 @@ const ROUTES = [
   { pattern: /^\/train\/?$/, page: train, nav: "train", title: "New training" },
   { pattern: /^\/classify\/?$/, page: classify, nav: "classify", title: "Classify" },
   { pattern: /^\/transliterate\/?$/, page: transliterate, nav: "transliterate", title: "Transliterate" },
+  { pattern: /^\/serving\/?$/, page: serving, nav: "serving", title: "Serving" },
 ];
 
 let cleanup = null;
