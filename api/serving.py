@@ -87,10 +87,17 @@ class ModelBatchers:
             self.stats.observe_rejected()
             raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
+    def _live(self) -> list[Batcher]:
+        with self._lock:
+            return [b for _, b in self._batchers.values()]
+
+    def queue_depth(self) -> int:
+        """Requests waiting for this endpoint's models now (the /metrics gauge)."""
+        return sum(b.depth for b in self._live())
+
     def summary(self) -> dict[str, Any]:
         """This endpoint's queue and recent batches (GET /serving/stats)."""
-        with self._lock:
-            batchers = [b for _, b in self._batchers.values()]
+        batchers = self._live()
         return {**self.stats.summary(sum(b.depth for b in batchers), self.settings.batch_queue, self.max_items),
                 "models_loaded": len(batchers), "batching": self.settings.batching}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +35,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def signal_group(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Send `sig` to the process's whole group (started with start_new_session=True) and wait for it to
+    exit; SIGKILL the group if it is still there after `timeout` s."""
+    for current, wait in ((sig, timeout), (signal.SIGKILL, 10.0)):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, current)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # Settings every test app shares: leave the test process's torch threads and garbage collector alone, and

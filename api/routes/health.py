@@ -171,5 +171,5 @@ def metrics(request: Request) -> Response:
         log.warning("runs by status unavailable: %s", one_line(exc))
     m.queue_depth.labels(request.app.state.settings.train_queue).set(queue_depth(request))
     for batchers in (request.app.state.batchers, request.app.state.search_batchers):
-        m.inference_queue_depth.labels(batchers.endpoint).set(batchers.summary()["queue_depth"])
+        m.inference_queue_depth.labels(batchers.endpoint).set(batchers.queue_depth())
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
