@@ -8,6 +8,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     INKWELL_ARTIFACTS_DIR=/var/lib/inkwell/artifacts \
+    INKWELL_CACHE_DIR=/var/lib/inkwell/cache \
     INKWELL_DATA_DIR=/var/lib/inkwell/data \
     INKWELL_HOST=0.0.0.0 \
     PORT=8000
@@ -24,8 +25,10 @@ COPY ml ./ml
 COPY api ./api
 COPY worker ./worker
 
+# The artifacts folder is the store only without INKWELL_ARTIFACTS_URL; the cache and data folders are this
+# container's own (compose mounts no volume on them).
 RUN useradd --create-home --uid 1000 inkwell \
-    && mkdir -p /var/lib/inkwell/artifacts /var/lib/inkwell/data \
+    && mkdir -p /var/lib/inkwell/artifacts /var/lib/inkwell/cache /var/lib/inkwell/data \
     && chown -R inkwell /var/lib/inkwell
 USER inkwell
 

@@ -3,10 +3,10 @@
 `INKWELL_API_KEYS="admin:KEY1,infer:KEY2,read:KEY3"` (one `scope:key` pair per entry; a key listed under
 several scopes has all of them; the old single `INKWELL_API_KEY` is an admin key). Scopes:
 
-- `read`: runs, metrics, events, plots, sweeps, models, datasets (and `/metrics` unless it is public)
+- `read`: runs, metrics, events, plots, sweeps, models, datasets, workers (and `/metrics` unless it is public)
 - `infer`: /predict, /activation-maps, /transliterate
-- `train`: POST /train, POST /runs/{id}/cancel
-- `admin`: everything, including the checkpoint download and promotion
+- `train`: POST /train, POST /runs/{id}/cancel, POST /datasets (uploads)
+- `admin`: everything, including the checkpoint and artifact downloads, promotion and deleting a dataset
 
 With no key configured nothing is checked (the server listens on 127.0.0.1 by default). With any key set,
 every route needs a key of its scope: 401 without a (known) key, 403 with a key of another scope. Open
@@ -59,6 +59,12 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/models"): "read",
     ("GET", "/serving/stats"): "read",
     ("GET", "/datasets"): "read",
+    ("GET", "/datasets/{name}"): "read",
+    ("GET", "/workers"): "read",
+    ("POST", "/datasets"): "train",
+    ("DELETE", "/datasets/{name}"): "admin",
+    ("GET", "/runs/{run_id}/artifacts"): "read",
+    ("GET", "/runs/{run_id}/artifacts/{name}"): "admin",  # the checkpoint is one of them
     ("POST", "/predict"): "infer",
     ("POST", "/activation-maps"): "infer",
     ("POST", "/transliterate"): "infer",

@@ -15,9 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.schemas import ErrorResponse, FieldError
 from core.errors import one_line
+from core.objectstore import ObjectMissing, ObjectStoreError, StoreUnavailable
 from core.training import BrokerUnavailable, TrainingRejected
 from ml.errors import CheckpointError, InputError, InputTooLarge, MLError
 
@@ -47,13 +49,25 @@ def invalid_request(errors: list[FieldError]) -> JSONResponse:
     return error_response(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app serves at this request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # the framework could not parse the body (inkwell raises no 400 itself)
             cause = exc.__cause__  # FastAPI: the decoder's error (e.g. not UTF-8); Starlette: none, a clear detail
             message = f"the body cannot be parsed: {one_line(cause)}" if cause is not None else str(exc.detail)
             return invalid_request([FieldError(field="body", message=message)])
+        if exc.status_code == 405:  # Starlette names only the first route of the path: list them all
+            return error_response(405, str(exc.detail), headers={"Allow": allowed_methods(request)})
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -84,6 +98,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MLError)
     async def ml_error(_: Request, exc: MLError) -> JSONResponse:
         return error_response(422, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("artifact store unreachable on %s %s: %s", request.method, request.url.path, one_line(exc))
+        return error_response(503, "the artifact store is unreachable right now; try again shortly",
+                              headers={"Retry-After": "5"})
+
+    @app.exception_handler(ObjectMissing)
+    async def object_missing(_: Request, exc: ObjectMissing) -> JSONResponse:
+        return error_response(404, f"not in the artifact store: {exc}")
+
+    @app.exception_handler(ObjectStoreError)
+    async def store_error(request: Request, exc: ObjectStoreError) -> JSONResponse:
+        log.error("artifact store error on %s %s: %s", request.method, request.url.path, one_line(exc))
+        return error_response(503, f"the artifact store refused the request: {one_line(exc)}",
+                              headers={"Retry-After": "30"})
 
     @app.exception_handler(OperationalError)
     async def database_unreachable(request: Request, exc: OperationalError) -> JSONResponse:

@@ -17,13 +17,13 @@ from api.limits import InferenceAdmission, InferenceGate, JsonBodyLimit
 from api.model_cache import ModelCache
 from api.observability import install_metrics, make_metrics
 from api.openapi import install_openapi
-from api.routes import dashboard, health, inference, models, runs, sweeps, training
+from api.routes import dashboard, datasets, health, inference, models, runs, sweeps, training, workers
 from api.serving import ClassifierBatchers, TransliteratorBatchers
 from api.serving_view import ServingView
 from core.db import make_engine
 from core.queue import make_celery
 from core.settings import Settings, ensure_dirs, get_settings
-from core.storage import ArtifactStore
+from core.storage import open_artifacts
 from ml.kinds import load_kind_modules
 
 DESCRIPTION = """
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
     app.state.celery = make_celery(settings)
-    app.state.store = ArtifactStore(settings.artifacts_dir)
+    app.state.store = open_artifacts(settings)
     app.state.models = ModelCache(settings.model_cache_size)
     app.state.serving = ServingView(app.state.sessionmaker, app.state.store, app.state.models,
                                     settings.serving_refresh_seconds)
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_metrics(app, metrics)
     # inference first: routes are matched in order, and /predict is the hot path (a few % of its time)
-    for module in (inference, health, training, runs, sweeps, models, dashboard):
+    for module in (inference, health, training, datasets, runs, sweeps, models, workers, dashboard):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -8,9 +8,9 @@ from fastapi import Response
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from api.schemas import Epoch, ModelInfo, RunMetrics, RunOut, SweepOut, SweepRow
+from api.schemas import Epoch, ModelInfo, RunMetrics, RunOut, SweepOut, SweepRow, WorkerOut
 from core.db import FRESH
-from core.models import EpochMetric, FinalMetric, PromotedModel, Run
+from core.models import EpochMetric, FinalMetric, PromotedModel, Run, Worker
 from core.results import best_run, epochs, final_metrics, higher_is_better, promoted_run
 from ml.kinds import ModelKind, find_kind
 
@@ -65,6 +65,7 @@ def run_outs(session: Session, runs: list[Run]) -> list[RunOut]:
         out.append(RunOut(
             id=run.id, model=run.model, dataset=run.dataset, config=run.config, status=run.status,
             sweep_id=run.sweep_id, attempt=run.attempt, worker=run.worker, device=run.device,
+            device_request=run.device_request, host=run.host,
             cancel_requested=bool(run.cancel_requested), epochs_total=run.epochs_total,
             epochs_done=row.epoch if row is not None else 0,
             latest_epoch=epoch_out(run.model, row) if row is not None else None,
@@ -128,3 +129,10 @@ def model_info(session: Session, kind: ModelKind) -> ModelInfo:
         serving_source=None if serving is None else ("promoted" if promoted is not None else "best"),
         val_metric=serving.best_val_metric if serving is not None else None, test_metric=test, hint=hint,
     )
+
+
+def worker_out(worker: Worker) -> WorkerOut:
+    """A registry row as `GET /workers` shows it (queues as a list)."""
+    return WorkerOut(name=worker.name, host=worker.host, pid=worker.pid,
+                     queues=[q for q in worker.queues.split(",") if q], device=worker.device,
+                     current_run=worker.current_run, started_at=worker.started_at, last_seen_at=worker.last_seen_at)

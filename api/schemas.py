@@ -109,6 +109,11 @@ class TrainRequest(BaseModel):
     hidden_size: json_int(ge=8, le=1024) | None = Field(None, description="text-pair kinds only")
     max_length: json_int(ge=2, le=200) | None = Field(None, description="text-pair kinds only: keep shorter pairs")
     direction: Literal["spa-eng", "eng-spa"] | None = Field(None, description="text-pair kinds only")
+    device: Literal["gpu", "cpu", "any"] = Field(
+        "any",
+        description="where the runs train: gpu (only a worker serving the gpu queue takes them), cpu (only a "
+                    "cpu worker), or any (sent to both queues; the first worker to claim a run trains it)",
+    )
 
     @model_validator(mode="after")
     def _one_learning_rate_field(self) -> TrainRequest:
@@ -117,8 +122,8 @@ class TrainRequest(BaseModel):
         return self
 
     def overrides(self) -> dict[str, Any]:
-        """The training fields the client set (not model, dataset or the sweep list)."""
-        return self.model_dump(exclude={"model", "dataset", "learning_rates"}, exclude_none=True)
+        """The training fields the client set (not model, dataset, the sweep list or the device)."""
+        return self.model_dump(exclude={"model", "dataset", "learning_rates", "device"}, exclude_none=True)
 
 
 class TrainResponse(BaseModel):
@@ -132,8 +137,16 @@ class DatasetInfo(BaseModel):
     kind: Literal["images", "pairs"]
     model: str = Field(description="the first kind this dataset trains (see `models` for all)")
     models: list[str] = Field(description="every registered kind that trains on this dataset")
-    builtin: bool = Field(description="kmnist, mnist, fashion-mnist (downloaded on first use when missing)")
-    available: bool = Field(description="whether its files are already in DATA_DIR")
+    builtin: bool = Field(description="kmnist, mnist, fashion-mnist, spa-eng (downloaded on first use when missing)")
+    available: bool = Field(description="whether its files are already in DATA_DIR (uploads: always)")
+    source: Literal["builtin", "folder", "upload"] = Field(
+        description="builtin: downloaded by name; folder: a folder of the API's DATA_DIR; upload: POST /datasets")
+    sha256: str | None = Field(None, description="uploads: sha256 of the stored canonical archive")
+    size_bytes: int | None = Field(None, description="uploads: bytes of the stored archive")
+    counts: dict[str, int] | None = Field(None, description="uploads: records per split or file")
+    files: dict[str, int] | None = Field(None, description="uploads: file name -> bytes")
+    created_at: datetime | None = Field(None, description="uploads: when it was uploaded")
+    runs: int | None = Field(None, description="uploads: runs that train on it (it cannot be deleted while > 0)")
 
 
 class DatasetList(BaseModel):
@@ -161,7 +174,9 @@ class RunOut(BaseModel):
     sweep_id: str | None
     attempt: int
     worker: str | None
-    device: str | None
+    device: str | None = Field(description='what it trained on: "cuda:0 (NVIDIA …)" or "cpu"')
+    device_request: Literal["gpu", "cpu", "any"] = Field(description="the device POST /train asked for")
+    host: str | None = Field(description="the machine of the worker that claimed it (last)")
     cancel_requested: bool
     epochs_total: int
     epochs_done: int
@@ -179,6 +194,18 @@ class RunOut(BaseModel):
 
 class RunList(BaseModel):
     runs: list[RunOut]
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    kind: str = Field(description="checkpoint | plot")
+    size_bytes: int
+    created_at: datetime
+    url: str = Field(description="where to download it (streamed from the artifact store)")
+
+
+class ArtifactList(BaseModel):
+    artifacts: list[ArtifactOut]
 
 
 class RunMetrics(BaseModel):
@@ -245,6 +272,23 @@ class ModelInfo(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+
+
+class WorkerOut(BaseModel):
+    """A live worker process (seen within its last 3 heartbeats); timestamps are ISO 8601 in UTC."""
+
+    name: str = Field(description="its Celery node name, as written on the runs it claims (`worker`)")
+    host: str
+    pid: int
+    queues: list[str] = Field(description="the training queues it consumes")
+    device: str = Field(description='what it trains on: "cuda:0 (NVIDIA …)" or "cpu"')
+    current_run: str | None = Field(description="the run it is working on, if any")
+    started_at: datetime
+    last_seen_at: datetime
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut] = Field(description="sorted by name")
 
 
 class Health(BaseModel):

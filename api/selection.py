@@ -58,12 +58,13 @@ def select_run(session: Session, endpoint: str, run_id: str | None = None, model
 
 
 def checkpoint_for(store: ArtifactStore, run: Run) -> Path:
-    """The run's checkpoint file; HTTPException 409 when it is not on disk."""
-    path = store.checkpoint_path(run.id)
-    if not path.is_file():
+    """The run's current checkpoint as a local file (fetched from the store into the cache once per version);
+    HTTPException 409 when the store has none. StoreUnavailable (503) when the store cannot be reached."""
+    path = store.cached_checkpoint(run.id)
+    if path is None:
         raise HTTPException(
             409,
-            detail=f"run {run.id} succeeded but its checkpoint file is missing from the artifacts folder; "
+            detail=f"run {run.id} succeeded but its checkpoint is missing from the artifact store; "
             "train it again or pick another run",
         )
     return path

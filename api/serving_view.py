@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.model_cache import ModelCache
 from api.selection import checkpoint_for, select_run
+from core.objectstore import StoreUnavailable
 from core.storage import ArtifactStore
 from ml.errors import CheckpointError
 from ml.inference import Predictor
@@ -89,6 +90,13 @@ class ServingView:
                 raise CheckpointError(
                     f"run {run.id} is recorded as {run.model} but its checkpoint holds a {predictor.kind}"
                 )
+        except StoreUnavailable:
+            with self._lock:  # the artifact store is down: keep answering with the model already loaded
+                self._checking.pop(key, None)
+                kept = self._entries.get(key)
+            if kept is None:
+                raise
+            return kept
         except BaseException:
             with self._lock:  # what was remembered no longer holds: the next request sees the error too
                 self._entries.pop(key, None)

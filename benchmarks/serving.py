@@ -45,13 +45,13 @@ def train_models(root: Path, data_dir: Path) -> dict[str, str]:
     from core import results, runs
     from core.db import make_engine
     from core.migrate import upgrade_head
-    from core.storage import ArtifactStore
+    from core.storage import ArtifactStore, checkpoint_key
     from ml.config import TrainConfig
     from ml.training import fit
 
     url = f"sqlite:///{root / 'inkwell.db'}"
     upgrade_head(url)
-    store = ArtifactStore(root / "artifacts")
+    store = ArtifactStore(root / "artifacts", root / "cache")  # the local store: keys are paths under it
     made = {}
     specs = {
         "cnn": (TrainConfig.for_model("cnn", "mnist-8k", epochs=1, limit=2000, batch_size=32),
@@ -63,7 +63,8 @@ def train_models(root: Path, data_dir: Path) -> dict[str, str]:
         for model, (config, name, spec) in specs.items():
             (run,) = runs.create_runs(session, [config.to_dict()], model, name)
             runs.claim_run(session, run.id, "bench", "cpu", 3600)
-            fitted = fit(config, data_dir=data_dir, out_dir=store.run_dir(run.id, create=True), dataset_spec=spec)
+            out_dir = store.local_path(checkpoint_key(run.id)).parent  # where the API reads the checkpoint
+            fitted = fit(config, data_dir=data_dir, out_dir=out_dir, dataset_spec=spec)
             for h in fitted.history:
                 results.record_epoch(session, run.id, h.epoch, h.train_loss, h.val_metric, h.seconds)
             runs.finish_run(session, run.id, "succeeded", worker="bench")
@@ -275,8 +276,8 @@ def main() -> None:
     with inkwell(root, args.data_dir, 18012, batching="true", batch_queue="64") as server:
         report["results"]["inkwell overload (batching, queue 64)"] = overload(server, scripts, args.seconds)
     if args.litserve_python:
-        from core.storage import ArtifactStore
-        checkpoint = ArtifactStore(root / "artifacts").checkpoint_path(run_ids["cnn"])
+        from core.storage import ArtifactStore, checkpoint_key
+        checkpoint = ArtifactStore(root / "artifacts", root / "cache").local_path(checkpoint_key(run_ids["cnn"]))
         report["results"]["litserve"] = measure_litserve(args.litserve_python, checkpoint, 18013, root, scripts,
                                                          args.connections, args.seconds, args.repeats)
     report["load_after"] = os.getloadavg()

@@ -1,4 +1,4 @@
-"""Database tables: runs, their per-epoch and final metrics, artifacts and promoted models."""
+"""Database tables: runs, their per-epoch and final metrics, artifacts, promoted models and live workers."""
 
 from __future__ import annotations
 
@@ -89,6 +89,9 @@ class Run(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     worker: Mapped[str | None] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(64))
+    # gpu | cpu | any: the queues its message goes to (core.queue.queues_for); checked by the API, not here
+    device_request: Mapped[str] = mapped_column(String(8), default="any", server_default="any")
+    host: Mapped[str | None] = mapped_column(String(255))  # the machine of the worker that claimed it last
     epochs_total: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
@@ -101,6 +104,8 @@ class Run(Base):
     sent_at: Mapped[datetime | None]  # when its training message was last sent (None: never)
     sends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # messages sent so far
     best_val_metric: Mapped[float | None] = mapped_column(Float)
+    # the uploaded dataset's content hash when it trains on one (a worker fetches exactly those bytes)
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
 
     epoch_metrics: Mapped[list[EpochMetric]] = relationship(
         back_populates="run", order_by="EpochMetric.epoch", cascade="all, delete-orphan", passive_deletes=True
@@ -150,7 +155,7 @@ class FinalMetric(Base):
 
 
 class Artifact(Base):
-    """A file a run produced; `path` is relative to the artifacts folder."""
+    """A file a run produced; `path` is its key in the artifact store (core/storage.py)."""
 
     __tablename__ = "artifacts"
     __table_args__ = (UniqueConstraint("run_id", "name"),)
@@ -176,3 +181,32 @@ class PromotedModel(Base):
     promoted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     run: Mapped[Run] = relationship()
+
+
+class Worker(Base):
+    """A live worker process, written by its heartbeat thread (core/workers.py) and deleted when it stops."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # its Celery node name (runs.worker)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(255))  # the queues it consumes, comma-separated
+    device: Mapped[str] = mapped_column(String(64))  # what it trains on: "cuda:0 (NVIDIA ...)" or "cpu"
+    current_run: Mapped[str | None] = mapped_column(String(32))  # the run it is working on, if any
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Dataset(Base):
+    """An uploaded dataset: its canonical archive is stored content-addressed (`datasets/<sha256>.tar`)."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # what POST /train names it
+    kind: Mapped[str] = mapped_column(String(16))  # a data kind of ml.kinds: "images" | "pairs"
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the canonical archive
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the canonical archive
+    counts: Mapped[dict[str, Any]]  # records per split ("train", "val", ... or "images", "labels")
+    files: Mapped[dict[str, Any]]  # file name -> bytes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -7,7 +7,6 @@ Every function takes a Session; writes commit before returning.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.db import FRESH
 from core.models import Artifact, EpochMetric, FinalMetric, PromotedModel, Run, utcnow
 from core.runs import fence
-from core.storage import ArtifactStore
+from core.storage import ArtifactStore, checkpoint_key
 from core.upsert import upsert
 from ml.kinds import find_kind
 
@@ -132,15 +131,20 @@ def final_metrics(session: Session, run_id: str) -> dict[str, float | None]:
     return {name: value for name, value in rows}
 
 
-def checkpoint_file(session: Session, store: ArtifactStore, run_id: str) -> Path | None:
-    """The run's checkpoint on disk: a registered checkpoint artifact, else the store's usual place."""
+def checkpoint_key_of(session: Session, store: ArtifactStore, run_id: str) -> str | None:
+    """The key of the run's checkpoint in the store: a registered checkpoint artifact, else the usual key;
+    None when the store holds neither (StoreUnavailable when it cannot be reached)."""
     stmt = select(Artifact.path).where(Artifact.run_id == run_id, Artifact.kind == "checkpoint")
-    for relative in session.scalars(stmt):
+    for key in session.scalars(stmt):
         try:
-            path = store.resolve(relative)
-        except ValueError:
+            if store.objects.exists(key):
+                return key
+        except ValueError:  # not a valid key (a row written by hand): never used
             continue
-        if path.is_file():
-            return path
-    default = store.checkpoint_path(run_id)
-    return default if default.is_file() else None
+    default = checkpoint_key(run_id)
+    return default if store.objects.exists(default) else None
+
+
+def artifacts(session: Session, run_id: str) -> list[Artifact]:
+    """The run's registered artifacts by name."""
+    return list(session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name)))

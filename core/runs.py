@@ -36,8 +36,13 @@ def create_runs(
     dataset: str,
     sweep_id: str | None = None,
     idempotency_key: str | None = None,
+    device_request: str = "any",
+    dataset_sha256: str | None = None,
 ) -> list[Run]:
-    """Queue one run per config (a sweep when several); `epochs_total` comes from config["epochs"]."""
+    """Queue one run per config (a sweep when several); `epochs_total` comes from config["epochs"].
+
+    `device_request` (gpu, cpu or any) is where its messages go (core.queue.queues_for); `dataset_sha256`
+    the uploaded dataset's content hash, when it trains on an upload."""
     defaults = get_kind(model).defaults  # UnknownKind (a ValueError) for a kind nobody registered
     if not configs:
         raise ValueError("at least one configuration is needed")
@@ -48,6 +53,7 @@ def create_runs(
         runs.append(Run(
             id=uuid.uuid4().hex, model=model, dataset=dataset, config=dict(config), status="queued",
             sweep_id=sweep_id, idempotency_key=idempotency_key, attempt=0, epochs_total=n_epochs,
+            device_request=device_request, dataset_sha256=dataset_sha256,
             cancel_requested=False, created_at=now + timedelta(microseconds=i),  # keeps sweep order
         ))
     session.add_all(runs)
@@ -73,10 +79,14 @@ def create_or_find_runs(
     dataset: str,
     sweep_id: str | None = None,
     idempotency_key: str | None = None,
+    device_request: str = "any",
+    dataset_sha256: str | None = None,
 ) -> tuple[list[Run], bool]:
     """(runs, created): runs made now, or those an earlier call with the same idempotency key made."""
     if idempotency_key is None:
-        return create_runs(session, configs, model, dataset, sweep_id=sweep_id), True
+        made = create_runs(session, configs, model, dataset, sweep_id=sweep_id, device_request=device_request,
+                           dataset_sha256=dataset_sha256)
+        return made, True
     session.rollback()  # start a fresh transaction whose first statement takes the lock
     try:
         _lock_key(session, idempotency_key)
@@ -84,16 +94,19 @@ def create_or_find_runs(
         if existing:
             session.rollback()
             return existing, False
-        made = create_runs(session, configs, model, dataset, sweep_id=sweep_id, idempotency_key=idempotency_key)
+        made = create_runs(session, configs, model, dataset, sweep_id=sweep_id, idempotency_key=idempotency_key,
+                           device_request=device_request, dataset_sha256=dataset_sha256)
         return made, True
     except BaseException:
         session.rollback()
         raise
 
 
-def same_request(runs: list[Run], model: str, dataset: str, configs: list[dict[str, Any]]) -> bool:
-    """Whether `runs` were made from exactly this model, dataset and configs (an idempotent retry)."""
-    return [(r.model, r.dataset, r.config) for r in runs] == [(model, dataset, c) for c in configs]
+def same_request(runs: list[Run], model: str, dataset: str, configs: list[dict[str, Any]],
+                 device_request: str = "any") -> bool:
+    """Whether `runs` were made from exactly this model, dataset, configs and device (an idempotent retry)."""
+    return ([(r.model, r.dataset, r.config, r.device_request) for r in runs]
+            == [(model, dataset, c, device_request) for c in configs])
 
 
 def set_task_id(session: Session, run_id: str, task_id: str, *, now: datetime | None = None) -> None:
@@ -223,12 +236,13 @@ def claim_run(
     device: str,
     lease_seconds: float,
     *,
+    host: str | None = None,
     now: datetime | None = None,
 ) -> Run | None:
     """Atomically take a run for training; None if it is finished, cancelled or leased by a live worker.
 
     One UPDATE decides: a queued run, or a running one whose lease has expired (its worker died),
-    becomes running under `worker` with a fresh lease and attempt + 1.
+    becomes running under `worker` (on machine `host`) with a fresh lease and attempt + 1.
     """
     now = now or utcnow()
     stmt = (
@@ -239,7 +253,7 @@ def claim_run(
             or_(Run.status == "queued", and_(Run.status == "running", Run.lease_expires_at < now)),
         )
         .values(
-            status="running", attempt=Run.attempt + 1, worker=worker, device=device,
+            status="running", attempt=Run.attempt + 1, worker=worker, device=device, host=host,
             started_at=func.coalesce(Run.started_at, literal(now, UTCDateTime())),
             heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,7 +45,17 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/inkwell.db"
     broker_url: str = "sqla+sqlite:///./var/broker.db"
     result_backend: str | None = None  # None: results live in the database, no Celery backend needed
-    artifacts_dir: Path = Path("./var/artifacts")
+    artifacts_dir: Path = Path("./var/artifacts")  # the local store when artifacts_url is unset
+    # Where runs' checkpoints and plots and uploaded datasets are stored: a folder, file:///path or
+    # s3://bucket/prefix (core/objectstore.py). Unset: artifacts_dir.
+    artifacts_url: str | None = None
+    s3_endpoint_url: str | None = None  # a non-AWS S3 endpoint (SeaweedFS, MinIO, ...); credentials: AWS_*
+    # This process's local cache (checkpoints being trained, served models, datasets by hash): nothing else
+    # on its disk matters to the service.
+    cache_dir: Path = Path("./var/cache")
+    # How long a worker retries a write to an unreachable artifact store before the run fails.
+    store_retry_seconds: float = Field(120, gt=0)
+    max_dataset_bytes: int = Field(200_000_000, gt=0)  # one POST /datasets request
     data_dir: Path = Path("./data")
     api_key: str | None = None  # the old single key: an admin key (api/access.py)
     api_keys: str | None = None  # "admin:KEY1,infer:KEY2,read:KEY3" (scopes: read, infer, train, admin)
@@ -76,7 +86,11 @@ class Settings(BaseSettings):
     gc_freeze: bool = True  # the API freezes its startup objects out of the garbage collector (api/main.py)
     access_log: bool = True  # uvicorn's line per request (the request histograms in /metrics count them too)
     max_decode_rows: int = Field(1024, ge=1)  # one /transliterate request: texts x beams searched at once
-    train_queue: str = "gpu"
+    # Training queues are f"{queue_prefix}gpu" and f"{queue_prefix}cpu" (core.queue.queues_for): a run asks for
+    # gpu, cpu or any (both queues; the first worker to claim it trains it).
+    queue_prefix: str = ""
+    # The queue a worker serves: auto = gpu when torch sees a CUDA device, else cpu (worker/__main__.py).
+    worker_device: Literal["auto", "cpu", "gpu"] = "auto"
     heartbeat_seconds: float = Field(10, gt=0)
     lease_seconds: float = Field(60, gt=0)
     unsent_grace_seconds: float = Field(30, gt=0)  # a queued run never sent for this long is sent by a reaper
@@ -94,7 +108,7 @@ class Settings(BaseSettings):
     def _absolute_sqlite(cls, value: str | None) -> str | None:
         return absolute_sqlite_url(value)
 
-    @field_validator("artifacts_dir", "data_dir")
+    @field_validator("artifacts_dir", "data_dir", "cache_dir")
     @classmethod
     def _absolute_dir(cls, value: Path) -> Path:
         return (Path.cwd() / value.expanduser()).resolve()
@@ -106,7 +120,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("api_key", "api_keys", "result_backend", mode="before")
+    @field_validator("api_key", "api_keys", "result_backend", "artifacts_url", "s3_endpoint_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -117,9 +131,16 @@ class Settings(BaseSettings):
         return "127.0.0.1" if value is None or (isinstance(value, str) and not value.strip()) else value.strip()
 
 
+def artifacts_location(settings: Settings) -> str:
+    """The artifact store's URL: INKWELL_ARTIFACTS_URL, else the INKWELL_ARTIFACTS_DIR folder."""
+    return settings.artifacts_url or str(settings.artifacts_dir)
+
+
 def ensure_dirs(settings: Settings) -> None:
-    """Create the artifacts folder and the parent folders of any SQLite database files."""
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    """Create the local artifacts folder (when it is the store), the cache and SQLite databases' folders."""
+    if not settings.artifacts_url:
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
     for url in (settings.database_url, settings.broker_url, settings.result_backend):
         ensure_sqlite_parent(url)
 

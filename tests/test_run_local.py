@@ -27,7 +27,7 @@ def launcher_env(tmp_path: Path, shared_data: Path, port: int) -> dict[str, str]
     env.update(PORT=str(port), INKWELL_DATABASE_URL=f"sqlite:///{tmp_path / 'inkwell.db'}",
                INKWELL_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
                INKWELL_ARTIFACTS_DIR=str(tmp_path / "artifacts"), INKWELL_DATA_DIR=str(shared_data),
-               INKWELL_TRAIN_QUEUE=f"local-{port}")
+               INKWELL_QUEUE_PREFIX=f"local-{port}-")
     return env
 
 

@@ -1,4 +1,5 @@
-"""The worker's Celery app: the shared configuration from core.queue, the training task and the reaper."""
+"""The worker's Celery app: the shared configuration from core.queue, the training task, the reaper and this
+worker's row in the worker registry (worker/registry.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from sqlalchemy.exc import OperationalError
 
 from core.db import get_sessionmaker
 from core.errors import one_line
+from core.models import Run, utcnow
 from core.queue import TRAIN_TASK, enqueue_training, make_celery
 from core.runs import set_task_id
 from core.settings import get_settings
+from core.workers import WorkerInfo
 from ml.kinds import load_kind_modules
 from worker.reaper import Reaper
-from worker.training import STOPPING, train_run
+from worker.registry import WorkerHeartbeat
+from worker.training import DEVICE_ENV, STOPPING, describe_device, train_run
 
 log = logging.getLogger("inkwell.worker")
 
@@ -29,6 +33,8 @@ CLAIM_RETRIES = 60
 load_kind_modules(get_settings().kind_modules)  # kinds registered outside ml/kinds (INKWELL_KIND_MODULES)
 celery_app = make_celery()
 _reaper: Reaper | None = None
+_registry: WorkerHeartbeat | None = None
+current_run: str | None = None  # the run whose message this (solo-pool) worker is handling, for the registry
 _busy = threading.Event()  # set while this (solo-pool) worker runs a task
 _polling_broker = threading.Event()  # set when the broker is polled (the SQLAlchemy transport)
 
@@ -46,7 +52,10 @@ def train_run_task(self: Task, run_id: str) -> str:
     Only an unreachable database while claiming (nothing started yet) retries the message later,
     so a queued run is not left without one.
     """
+    global current_run
     _busy.set()
+    current_run = run_id
+    _nudge_registry()
     try:
         outcome = train_run(run_id, worker=self.request.hostname or worker_name())
     except OperationalError as exc:
@@ -54,6 +63,8 @@ def train_run_task(self: Task, run_id: str) -> str:
                     type(exc).__name__, CLAIM_RETRY_SECONDS)
         raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_RETRIES) from None
     finally:
+        current_run = None
+        _nudge_registry()
         _busy.clear()
     if outcome == "interrupted":
         resend(run_id)
@@ -64,8 +75,9 @@ def resend(run_id: str) -> None:
     """Send a handed-back run's message again at once, for another worker (else a reaper does it later)."""
     settings = get_settings()
     try:
-        task_id = enqueue_training(celery_app, run_id, settings)
         with get_sessionmaker()() as session:
+            device_request = session.get(Run, run_id).device_request
+            task_id = enqueue_training(celery_app, run_id, settings, device_request)
             set_task_id(session, run_id, task_id)
         log.info("run %s: message sent again for another worker (task %s)", run_id, task_id)
     except Exception as exc:  # the reaper re-sends queued runs whose message is old or missing
@@ -88,27 +100,47 @@ def stop_training(sig: str = "", how: str = "", **_: Any) -> None:
 
 
 
+def _nudge_registry() -> None:
+    if _registry is not None:
+        _registry.nudge()
+
+
+def _consumed_queues(sender: Any) -> tuple[str, ...]:
+    """The queue names the worker consumes (sender: its consumer)."""
+    queues = getattr(getattr(sender, "task_consumer", None), "queues", None) or []
+    return tuple(sorted(q.name for q in queues))
+
+
 @worker_ready.connect
 def start_reaper(sender: Any = None, **_: Any) -> None:
-    """Once the worker consumes, start this process's reaper thread."""
-    global _reaper
+    """Once the worker consumes, start this process's reaper thread and its registry heartbeat."""
+    global _reaper, _registry
     settings = get_settings()
     transport = getattr(getattr(sender, "connection", None), "transport", None)  # sender: the consumer
     if transport is not None and getattr(transport, "driver_type", "") == "sql":
         _polling_broker.set()
     if _reaper is None or not _reaper.alive:
         _reaper = Reaper(celery_app, settings, get_sessionmaker()).start()
+    name = getattr(sender, "hostname", None) or worker_name()
+    queues = _consumed_queues(sender)
+    if _registry is None or not _registry.alive:
+        info = WorkerInfo(name=name, host=socket.gethostname(), pid=os.getpid(), queues=queues,
+                          device=describe_device(os.environ.get(DEVICE_ENV) or None), started_at=utcnow())
+        _registry = WorkerHeartbeat(get_sessionmaker(), info, settings.heartbeat_seconds,
+                                    lambda: current_run).start()
     if settings.heartbeat_seconds * 2 > settings.lease_seconds:
         log.warning("INKWELL_HEARTBEAT_SECONDS (%g) should be at most half of INKWELL_LEASE_SECONDS (%g): "
                     "a slow heartbeat lets a live run's lease expire", settings.heartbeat_seconds,
                     settings.lease_seconds)
-    log.info("inkwell worker %s ready: queue %r, lease %.0f s, heartbeat %.0f s, reaper every %.0f s",
-             getattr(sender, "hostname", None) or worker_name(), settings.train_queue, settings.lease_seconds,
+    log.info("inkwell worker %s ready: queue %s, device %s, lease %.0f s, heartbeat %.0f s, reaper every %.0f s",
+             name, ",".join(queues) or "?", _registry.info.device, settings.lease_seconds,
              settings.heartbeat_seconds, _reaper.interval)
 
 
 @worker_shutdown.connect
 def stop_reaper(**_: Any) -> None:
-    """Stop the reaper thread when the worker shuts down."""
+    """Stop the reaper thread when the worker shuts down, and take this worker out of the registry."""
     if _reaper is not None:
         _reaper.stop()
+    if _registry is not None:
+        _registry.stop()

@@ -4,7 +4,8 @@ A worker killed mid-run leaves its run `running` with a lease nobody renews. Eve
 reaper thread that flips such runs back to `queued` (one UPDATE guarded by the expired lease, so only
 one reaper wins) and sends the training task again; the next claim resumes from the last checkpoint.
 It also sends again the message of any queued run that has none (`resend_unsent`): so a run is never
-left queued forever, whatever happened between the API's commit and its send.
+left queued forever, whatever happened between the API's commit and its send. A message goes to the queues
+of the device the run asks for (core.queue.queues_for), as the API's first send did.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def reap_interval(lease_seconds: float) -> float:
     return max(1.0, float(lease_seconds) / 2)
 
 
-def expired_runs(session: Session, now: datetime) -> list[tuple[str, str | None, int]]:
-    """(id, worker, attempt) of the runs still `running` whose lease ended before `now`."""
-    stmt = select(Run.id, Run.worker, Run.attempt).where(Run.status == "running", Run.lease_expires_at < now)
-    return [(row.id, row.worker, row.attempt) for row in session.execute(stmt)]
+def expired_runs(session: Session, now: datetime) -> list[tuple[str, str | None, int, str]]:
+    """(id, worker, attempt, device_request) of the runs still `running` whose lease ended before `now`."""
+    stmt = (select(Run.id, Run.worker, Run.attempt, Run.device_request)
+            .where(Run.status == "running", Run.lease_expires_at < now))
+    return [(row.id, row.worker, row.attempt, row.device_request) for row in session.execute(stmt)]
 
 
 def requeue_if_expired(session: Session, run_id: str, now: datetime) -> bool:
@@ -59,12 +61,12 @@ def reap_once(session: Session, app: Celery, settings: Settings, *, now: datetim
     candidates = expired_runs(session, now)
     session.commit()
     requeued = []
-    for run_id, worker, attempt in candidates:
+    for run_id, worker, attempt, device_request in candidates:
         try:
             if not requeue_if_expired(session, run_id, now):
                 session.rollback()  # another reaper (or a claim) got there first
                 continue
-            task_id = enqueue_training(app, run_id, settings)
+            task_id = enqueue_training(app, run_id, settings, device_request)
             set_task_id(session, run_id, task_id, now=now)  # commits the flip with it
         except Exception:
             session.rollback()
@@ -86,11 +88,12 @@ def resend_unsent(session: Session, app: Celery, settings: Settings, *, now: dat
     sent = []
     for run_id in due:
         try:
-            before = session.scalar(select(Run.sent_at).where(Run.id == run_id))
+            before, device_request = session.execute(
+                select(Run.sent_at, Run.device_request).where(Run.id == run_id)).one()
             if not take_for_resend(session, run_id, now=now, sent_before=before):
                 session.rollback()
                 continue
-            task_id = enqueue_training(app, run_id, settings)
+            task_id = enqueue_training(app, run_id, settings, device_request)
             set_task_id(session, run_id, task_id, now=now)
         except Exception as exc:
             session.rollback()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,15 +20,17 @@ import torch
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.datasets import materialize
 from core.db import get_sessionmaker
 from core.errors import one_line
 from core.models import Run
+from core.objectstore import StoreUnavailable
 from core.results import add_artifact, epochs, record_epoch, record_final
 from core.runs import LeaseLost, claim_run, fence, finish_run, is_cancel_requested, release_run
 from core.settings import Settings, get_settings
-from core.storage import ArtifactStore
+from core.storage import ArtifactStore, checkpoint_key, open_artifacts, plot_key
 from ml.checkpoint import load_checkpoint
-from ml.config import TrainConfig
+from ml.config import CHECKPOINT_NAME, TrainConfig
 from ml.data.catalog import resolve_dataset
 from ml.errors import Cancelled
 from ml.kinds import get_kind
@@ -40,6 +43,7 @@ log = logging.getLogger("inkwell.worker")
 
 MAX_ERROR_CHARS = 500
 DB_RETRY_SECONDS = 1.0  # pause between two tries of a write while the database is unreachable
+STORE_RETRY_PAUSE = 2.0  # pause between two tries of a write while the artifact store is unreachable
 T = TypeVar("T")
 CANCEL_POLL_SECONDS = 1.0  # is_cancel_requested is asked at most this often
 DEVICE_ENV = "INKWELL_DEVICE"  # e.g. "cpu" or "cuda:1"; unset: the first GPU if there is one
@@ -63,15 +67,23 @@ def error_line(exc: BaseException) -> str:
     return one_line(exc, MAX_ERROR_CHARS, with_type=True)
 
 
-def resolve_config(run: Run, data_dir: Path) -> tuple[TrainConfig, str]:
-    """(the run's TrainConfig, its dataset resolved to a spec inside `data_dir`).
+def resolve_config(run: Run, data_dir: Path, store: ArtifactStore | None = None) -> tuple[TrainConfig, str]:
+    """(the run's TrainConfig, its dataset resolved to a spec on this machine).
 
-    The config keeps the dataset's *name* (what the checkpoint records), so a run requeued onto a worker
-    whose data folder is elsewhere resumes from the same checkpoint.
+    An uploaded dataset (the run records its sha256) is fetched from the artifact store into this worker's
+    cache by hash and checked, so the run trains on exactly the bytes it was queued with; other names
+    resolve inside `data_dir`. The config keeps the dataset's *name* (what the checkpoint records), so a run
+    requeued onto another machine resumes from the same checkpoint.
     """
     values = dict(run.config or {})
     name = str(values.get("data") or run.dataset)
-    spec = resolve_dataset(name, get_kind(run.model).data_kind, Path(data_dir), model=run.model)
+    data_kind = get_kind(run.model).data_kind
+    if run.dataset_sha256:
+        if store is None:
+            raise ValueError(f"run {run.id} trains on an uploaded dataset but no artifact store was given")
+        spec = materialize(store, run.dataset_sha256, data_kind)
+    else:
+        spec = resolve_dataset(name, data_kind, Path(data_dir), model=run.model)
     values.update(model=run.model, data=name)
     return TrainConfig.from_dict(values), spec
 
@@ -168,7 +180,7 @@ def train_run(
     requested = os.environ.get(DEVICE_ENV) or None
     with factory() as session:
         run = claim_run(session, run_id, worker=worker, device=describe_device(requested),
-                        lease_seconds=s.lease_seconds)
+                        lease_seconds=s.lease_seconds, host=socket.gethostname())
         if run is None:
             log.info("run %s not claimed (finished, cancelled or held by a live worker); message dropped",
                      run_id)
@@ -217,17 +229,40 @@ def _train_claimed(
                     run_id)
         return "lease-lost"
 
+    def stored(action: Callable[[], T], what: str) -> T:
+        """`action()` (an object-store call), tried again while the store is unreachable, for at most
+        store_retry_seconds; then StoreUnavailable fails the run with that message."""
+        return store_retrying(action, s.store_retry_seconds, f"run {run_id}: {what}", stopping=lambda: lease.lost)
+
+    def upload(key: str, put: Callable[[], None]) -> None:
+        """One object written while this worker holds the run (each try fenced, retried outside the fence)."""
+        def fenced_put() -> None:
+            with fenced():
+                put()
+        stored(fenced_put, f"write {key}")
+
     try:
-        store = ArtifactStore(s.artifacts_dir)
-        config, spec = resolve_config(run, s.data_dir)
-        out_dir = store.run_dir(run_id, create=True)
-        done = backfill_from_checkpoint(session, run_id, store.checkpoint_path(run_id), config, worker)
+        store = open_artifacts(s)
+        config, spec = stored(lambda: resolve_config(run, s.data_dir, store), "fetch the dataset")
+        out_dir = store.work_dir(run_id)
+        local_checkpoint = out_dir / CHECKPOINT_NAME
+        if stored(lambda: store.fetch_checkpoint(run_id, local_checkpoint), "read the checkpoint"):
+            log.info("run %s: checkpoint fetched from %s", run_id, store.url)
+        done = backfill_from_checkpoint(session, run_id, local_checkpoint, config, worker)
+
+        @contextmanager
+        def checkpoint_written() -> Iterator[None]:
+            """Around fit's checkpoint write: fenced, then the complete file is put in the store."""
+            with fenced():
+                yield
+            upload(checkpoint_key(run_id), lambda: store.objects.put_file(checkpoint_key(run_id), local_checkpoint))
+
         log.info("run %s claimed by %s on %s: attempt %d, %s on %s, %d epochs, %s", run_id, worker,
                  run.device, run.attempt, run.model, run.dataset, config.epochs,
                  f"resuming after epoch {done}" if done else "starting at epoch 1")
         result = fit_model(config, data_dir=s.data_dir, out_dir=out_dir, resume=True, on_epoch=on_epoch,
                            should_cancel=StopCheck(session, run_id, lease), device=requested,
-                           dataset_spec=spec, write_guard=fenced)
+                           dataset_spec=spec, write_guard=checkpoint_written)
         if lease.lost:
             return lease_lost()
         history = [{"epoch": h.epoch, "train_loss": h.train_loss, "val_metric": h.val_metric,
@@ -240,17 +275,21 @@ def _train_claimed(
             record_final(session, run_id, final_name, result.test_metric, worker=worker)
 
         retrying(record_results, patience, f"run {run_id}: final metrics", session)
-        with fenced():
-            plots = _write_plots(store, run_id, [h.as_json() for h in result.history], result.metric)
+        plots = _plots([h.as_json() for h in result.history], result.metric)
+        for name, png in plots.items():
+            key = plot_key(run_id, name)
+            upload(key, lambda key=key, png=png: store.objects.put_bytes(key, png))
+        files = [("checkpoint", CHECKPOINT_NAME, checkpoint_key(run_id), local_checkpoint.stat().st_size),
+                 *(("plot", name, plot_key(run_id, name), len(png)) for name, png in plots.items())]
 
         def register() -> None:
-            for kind, path in (("checkpoint", Path(result.checkpoint)), *(("plot", p) for p in plots)):
-                add_artifact(session, run_id, kind, path.name, store.relative(path), path.stat().st_size,
-                             worker=worker)
+            for kind, name, key, size in files:
+                add_artifact(session, run_id, kind, name, key, size, worker=worker)
 
         retrying(register, patience, f"run {run_id}: artifacts", session)
         finished = retrying(lambda: finish_run(session, run_id, "succeeded", worker=worker), patience,
                             f"run {run_id}: finish", session)
+        store.forget_run(run_id)  # the store holds everything now
         log.info("run %s finished: %s, %s %.4f, %d epochs in %.1f s", run_id,
                  finished.status if finished else "gone", final_name, result.test_metric, len(history),
                  time.monotonic() - started)
@@ -315,10 +354,21 @@ def _finish_quietly(session: Session, run_id: str, status: str, error: str | Non
         log.error("run %s: could not mark it %s (%s)", run_id, status, error_line(exc))
 
 
-def _write_plots(store: ArtifactStore, run_id: str, history: list[dict[str, Any]], metric: str) -> list[Path]:
-    """Write the loss and validation plots; returns their paths."""
-    loss = store.plot_path(run_id, "loss.png")
-    loss.write_bytes(loss_curve_png(history))
-    validation = store.plot_path(run_id, "validation.png")
-    validation.write_bytes(validation_curve_png(history, metric))
-    return [loss, validation]
+def store_retrying(action: Callable[[], T], seconds: float, what: str, pause: float = STORE_RETRY_PAUSE,
+                   stopping: Callable[[], bool] = lambda: False) -> T:
+    """`action()`, tried again while the artifact store is unreachable (StoreUnavailable), for `seconds` at
+    most (or until `stopping()`); then the last StoreUnavailable, with how long it was tried."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except StoreUnavailable as exc:
+            if time.monotonic() + pause > deadline or stopping():
+                raise StoreUnavailable(f"{exc} (gave up after {seconds:.0f} s of retries)") from exc
+            log.warning("%s: artifact store unreachable (%s); trying again in %.0f s", what, error_line(exc), pause)
+            time.sleep(pause)
+
+
+def _plots(history: list[dict[str, Any]], metric: str) -> dict[str, bytes]:
+    """The run's loss and validation curves as PNG bytes, by file name."""
+    return {"loss.png": loss_curve_png(history), "validation.png": validation_curve_png(history, metric)}

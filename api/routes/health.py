@@ -2,8 +2,9 @@
 
 `/readyz` checks the database (the migrated `runs` table answers) and the broker: Redis is pinged,
 a SQLAlchemy (`sqla+…`) broker gets a `SELECT 1`, any other transport a kombu connection. The queue
-depth on `/metrics` is LLEN of the train queue for Redis, the visible messages of that queue in
-kombu's tables for a SQLAlchemy broker, and -1 when it cannot be told.
+depth on `/metrics` (one `queue` label per training queue: `<prefix>gpu`, `<prefix>cpu`) is LLEN of the queue
+for Redis, the visible messages of that queue in kombu's tables for a SQLAlchemy broker, and -1 when it
+cannot be told.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.observability import get_metrics
 from api.schemas import Health, Readiness, ServingStats
 from core.errors import one_line
 from core.models import Run
+from core.queue import training_queues
 from core.runs import runs_by_status_counts
 from core.settings import Settings
 
@@ -97,10 +99,9 @@ def check_broker(request: Request) -> str:
     return "ok"
 
 
-def queue_depth(request: Request) -> int:
-    """Messages waiting in the train queue; -1 when unknown (broker down, or a transport we can't count)."""
+def queue_depth(request: Request, queue: str) -> int:
+    """Messages waiting in training queue `queue`; -1 when unknown (broker down, or a transport we can't count)."""
     settings: Settings = request.app.state.settings
-    queue = settings.train_queue
     try:
         if (url := _redis_url(settings.broker_url)) is not None:
             with _redis_client(url) as client:
@@ -169,7 +170,8 @@ def metrics(request: Request) -> Response:
             m.runs_by_status.labels(status).set(count)
     except Exception as exc:  # noqa: BLE001 - metrics must answer even when the database does not
         log.warning("runs by status unavailable: %s", one_line(exc))
-    m.queue_depth.labels(request.app.state.settings.train_queue).set(queue_depth(request))
+    for queue in training_queues(request.app.state.settings):
+        m.queue_depth.labels(queue).set(queue_depth(request, queue))
     for batchers in (request.app.state.batchers, request.app.state.search_batchers):
         m.inference_queue_depth.labels(batchers.endpoint).set(batchers.queue_depth())
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

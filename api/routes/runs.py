@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from api import events
 from api.deps import RunDep, SessionDep
 from api.presenters import PNG_RESPONSE, history, metric_name, metrics_out, png, run_out, run_outs
-from api.schemas import ModelName, RunList, RunMetrics, RunOut, RunStatus
-from core.results import checkpoint_file, epochs
+from api.schemas import ArtifactList, ArtifactOut, ModelName, RunList, RunMetrics, RunOut, RunStatus
+from core.results import artifacts, checkpoint_key_of, epochs
 from core.runs import list_runs, request_cancel
+from core.storage import ArtifactStore
 from ml import plots
 
 router = APIRouter(tags=["runs"])
@@ -87,26 +88,69 @@ def run_plot(
     return png(plots.validation_curve_png(hist, metric, title=f"validation {metric.replace('_', ' ')} {where}"))
 
 
-@router.get(
-    "/runs/{run_id}/checkpoint",
-    summary="Download the checkpoint of a finished run",
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the checkpoint file"},
-        404: {"description": "no such run, or the run left no checkpoint"},
-        409: {"description": "the run has not finished"},
-    },
-)
-def checkpoint(found: RunDep, session: SessionDep, request: Request) -> FileResponse:
+CHECKPOINT_RESPONSES = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the checkpoint file, streamed from the store"},
+    404: {"description": "no such run, or the run left no checkpoint"},
+    409: {"description": "the run has not finished"},
+    503: {"description": "the artifact store is unreachable"},
+}
+
+
+def _stream(store: ArtifactStore, key: str, media_type: str, filename: str, size: int | None = None,
+            ) -> StreamingResponse:
+    """The object under `key`, streamed from the artifact store (opened first: a missing object is a 404)."""
+    pieces = store.open_stream(key)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return StreamingResponse(pieces, media_type=media_type, headers=headers)
+
+
+@router.get("/runs/{run_id}/checkpoint", summary="Download the checkpoint of a finished run",
+            response_class=StreamingResponse, responses=CHECKPOINT_RESPONSES)
+def checkpoint(found: RunDep, session: SessionDep, request: Request) -> StreamingResponse:
+    """Streamed through the API from the artifact store (no presigned redirect: clients need no access to
+    the store, and the API's keys and scopes apply to the download)."""
     if not found.finished:
         raise HTTPException(
             409, f"run {found.id} is {found.status}; its checkpoint is ready once it has finished"
         )
-    path = checkpoint_file(session, request.app.state.store, found.id)
-    if path is None:
-        raise HTTPException(404, f"run {found.id} ({found.status}) left no checkpoint file")
-    name = f"inkwell-{found.model}-{found.id}.pt"
-    return FileResponse(path, media_type="application/octet-stream", filename=name)
+    store: ArtifactStore = request.app.state.store
+    key = checkpoint_key_of(session, store, found.id)
+    if key is None:
+        raise HTTPException(404, f"run {found.id} ({found.status}) left no checkpoint")
+    session.close()  # hold no pooled connection while the file streams
+    return _stream(store, key, "application/octet-stream", f"inkwell-{found.model}-{found.id}.pt")
+
+
+@router.get("/runs/{run_id}/artifacts", summary="The files a run stored (checkpoint, plots), with their sizes",
+            response_model=ArtifactList, responses=NOT_FOUND)
+def run_artifacts(found: RunDep, session: SessionDep) -> ArtifactList:
+    return ArtifactList(artifacts=[
+        ArtifactOut(name=a.name, kind=a.kind, size_bytes=a.size_bytes, created_at=a.created_at,
+                    url=f"/runs/{found.id}/artifacts/{a.name}")
+        for a in artifacts(session, found.id)
+    ])
+
+
+@router.get(
+    "/runs/{run_id}/artifacts/{name}",
+    summary="Download one of a run's stored files, streamed from the artifact store",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}, "image/png": {}}, "description": "the file"},
+        404: {"description": "no such run or artifact"},
+        503: {"description": "the artifact store is unreachable"},
+    },
+)
+def run_artifact(found: RunDep, name: Annotated[str, Path(max_length=128)], session: SessionDep,
+                 request: Request) -> StreamingResponse:
+    match = next((a for a in artifacts(session, found.id) if a.name == name), None)
+    if match is None:
+        raise HTTPException(404, f"run {found.id} has no artifact {name[:40]!r}; GET /runs/{found.id}/artifacts")
+    session.close()
+    media = "image/png" if name.endswith(".png") else "application/octet-stream"
+    return _stream(request.app.state.store, match.path, media, name)
 
 
 @router.get(

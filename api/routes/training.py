@@ -1,4 +1,4 @@
-"""`POST /train` (queue runs or a learning-rate sweep) and `GET /datasets`.
+"""`POST /train`: queue runs or a learning-rate sweep.
 
 The work is core.training.submit_training (dataset, configs, idempotent run creation, broker messages);
 its TrainingRejected becomes 422 and BrokerUnavailable 503 (api/errors.py).
@@ -11,23 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from api.deps import CeleryDep, SessionDep, SettingsDep
-from api.schemas import DatasetInfo, DatasetList, TrainRequest, TrainResponse
+from api.schemas import TrainRequest, TrainResponse
 from core.training import submit_training
-from ml.data.catalog import list_datasets
-from ml.kinds import kinds_for_data
 
 router = APIRouter(tags=["training"])
-
-
-@router.get("/datasets", summary="Datasets a run can train on", response_model=DatasetList)
-def datasets(settings: SettingsDep) -> DatasetList:
-    found = []
-    for entry in list_datasets(settings.data_dir):
-        names = [k.name for k in kinds_for_data(entry.data_kind)]
-        if names:
-            found.append(DatasetInfo(name=entry.name, kind=entry.data_kind, model=names[0], models=names,
-                                     builtin=entry.builtin, available=entry.available))
-    return DatasetList(datasets=found)
 
 
 @router.post(
@@ -52,5 +39,5 @@ def train(
 ) -> TrainResponse:
     runs = submit_training(session, celery, settings, model=body.model, dataset=body.dataset,
                            overrides=body.overrides(), learning_rates=body.learning_rates,
-                           idempotency_key=idempotency_key)
+                           idempotency_key=idempotency_key, device_request=body.device)
     return TrainResponse(run_id=runs[0].id, run_ids=[r.id for r in runs], sweep_id=runs[0].sweep_id)

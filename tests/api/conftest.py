@@ -6,8 +6,8 @@ and on PostgreSQL (the `db_backend` parameter; the PostgreSQL variant is marked 
 migrated database (a new SQLite file under tmp_path; on PostgreSQL the session's migrated database,
 emptied, for the test's first app and a copy of the migrated template for any further one, see
 tests/fixtures/postgres.py), artifacts in tmp_path, DATA_DIR = the shared data, and the broker
-`redis://127.0.0.1:6379/14` with a train queue named uniquely for the test (so `queue_len()` is exactly
-what this test queued). `fake_worker` writes what a worker would (claim, epochs, finish).
+`redis://127.0.0.1:6379/14` with training queues named uniquely for the test (a queue prefix, so
+`queue_len()` is exactly what this test queued). `fake_worker` writes what a worker would (claim, epochs, finish).
 
 A test that only makes sense on one database says so with
 `@pytest.mark.parametrize("db_backend", ["sqlite"])`, and why, in a comment.
@@ -51,8 +51,16 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def queue_name() -> str:
-    return f"test-train-{uuid.uuid4().hex[:12]}"
+def queue_prefix() -> str:
+    """This test's INKWELL_QUEUE_PREFIX: its training queues are `<prefix>gpu` and `<prefix>cpu`."""
+    return f"test-train-{uuid.uuid4().hex[:12]}-"
+
+
+@pytest.fixture
+def queue_name(queue_prefix: str) -> str:
+    """This test's gpu queue. A run asking for any device (the default) has one message there and one in
+    the cpu queue."""
+    return f"{queue_prefix}gpu"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -63,7 +71,7 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_app(
-    tmp_path: Path, shared_data: Path, queue_name: str, redis_client: redis.Redis, db_backend: str,
+    tmp_path: Path, shared_data: Path, queue_prefix: str, redis_client: redis.Redis, db_backend: str,
     request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., FastAPI]]:
     """A factory of apps, each on its own database of `db_backend`, empty and migrated (unless
@@ -84,7 +92,8 @@ def make_app(
                 upgrade_head(database_url)
         values: dict[str, Any] = {
             "database_url": database_url, "broker_url": TEST_BROKER, "artifacts_dir": root / "artifacts",
-            "data_dir": shared_data, "train_queue": queue_name, "api_key": None, **TEST_PROCESS, **overrides,
+            "cache_dir": root / "cache",
+            "data_dir": shared_data, "queue_prefix": queue_prefix, "api_key": None, **TEST_PROCESS, **overrides,
         }
         app = create_app(Settings(**values))
         made.append(app)
@@ -96,7 +105,9 @@ def make_app(
         app.state.engine.dispose()
         if engine := getattr(app.state, "broker_engine", None):
             engine.dispose()
-    redis_client.delete(queue_name, f"_kombu.binding.{queue_name}", f"_kombu.binding_permanent.{queue_name}")
+    for device in ("gpu", "cpu"):
+        queue = f"{queue_prefix}{device}"
+        redis_client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 @pytest.fixture
@@ -111,9 +122,9 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def queue_len(redis_client: redis.Redis, queue_name: str) -> Callable[[], int]:
-    """How many messages wait in this test's train queue."""
-    return lambda: int(redis_client.llen(queue_name))
+def queue_len(redis_client: redis.Redis, queue_prefix: str) -> Callable[..., int]:
+    """queue_len(device="gpu"): how many messages wait in this test's training queue of `device`."""
+    return lambda device="gpu": int(redis_client.llen(f"{queue_prefix}{device}"))
 
 
 class FakeWorker:

@@ -50,10 +50,11 @@ def keyed(make_app):
 DOCUMENTED = {
     "read": {"/runs", "/runs/{run_id}", "/runs/{run_id}/metrics", "/runs/{run_id}/events",
              "/runs/{run_id}/plots/{name}.png", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/plot.png", "/models",
-             "/datasets", "/metrics", "/serving/stats"},
+             "/datasets", "/datasets/{name}", "/runs/{run_id}/artifacts", "/metrics", "/serving/stats", "/workers"},
     "infer": {"/predict", "/activation-maps", "/transliterate"},
-    "train": {"/train", "/runs/{run_id}/cancel"},
-    "admin": {"/runs/{run_id}/checkpoint", "/models/{model}/promote"},
+    "train": {"/train", "/runs/{run_id}/cancel", "/datasets"},  # POST /datasets: an upload
+    "admin": {"/runs/{run_id}/checkpoint", "/runs/{run_id}/artifacts/{name}", "/models/{model}/promote",
+              "/datasets/{name}"},  # DELETE /datasets/{name}
 }
 
 

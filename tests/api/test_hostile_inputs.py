@@ -240,6 +240,7 @@ def real_server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     url = f"sqlite:///{root / 'inkwell.db'}"
     upgrade_head(url)
     settings = Settings(database_url=url, broker_url=UNUSED_BROKER, artifacts_dir=root / "artifacts",
+                        cache_dir=root / "cache",
                         data_dir=shared_data, api_key=None, max_upload_bytes=default_limit, **TEST_PROCESS)
     app = create_app(settings)
     port = free_port()

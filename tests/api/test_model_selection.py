@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from api.model_cache import ModelCache
+from core.storage import checkpoint_key
 from ml.errors import CheckpointError
 from ml.inference import load_predictor
 from tests.api.trained import (  # noqa: F401  (fixtures are used by name)
@@ -140,7 +141,7 @@ def test_cache_reloads_a_replaced_checkpoint(make_serving, trained: TrainedModel
     assert predict(app, trained).json()["probabilities"] == first
     assert app.app.state.models.loads == 1  # the second request used the cached model
 
-    replace_file(trained.cnn_other, app.app.state.store.checkpoint_path(run_id))  # e.g. trained again
+    replace_file(trained.cnn_other, app.app.state.store.local_path(checkpoint_key(run_id)))  # e.g. trained again
     second = predict(app, trained).json()["probabilities"]
     expected = load_predictor(trained.cnn_other, "cpu").predict(digit)[0].probabilities
     assert np.allclose(second, expected, atol=1e-6)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from core import results, runs
+from core.storage import checkpoint_key, run_key
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -155,8 +156,7 @@ def test_checkpoint_download_for_finished_runs_only(client, app, fake_worker):
     r = client.get(f"/runs/{run_id}/checkpoint")
     assert r.status_code == 409 and "running" in r.json()["detail"]
     payload = bytes(range(256)) * 10
-    app.state.store.run_dir(run_id, create=True)
-    app.state.store.checkpoint_path(run_id).write_bytes(payload)
+    app.state.store.objects.put_bytes(checkpoint_key(run_id), payload)
     fake_worker.finish(run_id)
     r = client.get(f"/runs/{run_id}/checkpoint")
     assert r.status_code == 200 and r.content == payload
@@ -171,8 +171,7 @@ def test_checkpoint_download_for_finished_runs_only(client, app, fake_worker):
 def test_checkpoint_registered_as_an_artifact_is_served(client, app, fake_worker):
     (run_id,) = fake_worker.create("cnn")
     fake_worker.train(run_id, [0.3])
-    path = app.state.store.run_dir(run_id, create=True) / "final.pt"
-    path.write_bytes(b"weights")
+    app.state.store.objects.put_bytes(run_key(run_id, "final.pt"), b"weights")
     with fake_worker.factory() as session:
-        results.add_artifact(session, run_id, "checkpoint", "final.pt", app.state.store.relative(path), 7)
+        results.add_artifact(session, run_id, "checkpoint", "final.pt", run_key(run_id, "final.pt"), 7)
     assert client.get(f"/runs/{run_id}/checkpoint").content == b"weights"

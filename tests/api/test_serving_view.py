@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import event
 
 from api.serving_view import ServingView
+from core.storage import checkpoint_key
 from ml.inference import load_predictor
 from tests.api.trained import (  # noqa: F401  (fixtures are used by name)
     Serving,
@@ -92,7 +93,7 @@ def test_a_replaced_checkpoint_is_loaded_once_the_refresh_has_passed(make_servin
     digit = trained.digits.images[0]
     before = predict(app, trained).json()["probabilities"]
     assert np.allclose(before, load_predictor(trained.cnn, "cpu").predict(digit)[0].probabilities, atol=1e-6)
-    replace_file(trained.cnn_other, app.app.state.store.checkpoint_path(run_id))  # trained again, say
+    replace_file(trained.cnn_other, app.app.state.store.local_path(checkpoint_key(run_id)))  # trained again, say
     assert predict(app, trained).json()["probabilities"] == before
     clock.now += REFRESH
     after = predict(app, trained).json()["probabilities"]
@@ -112,7 +113,7 @@ def test_promoting_through_this_api_takes_effect_at_once(make_serving, trained: 
 def test_a_checkpoint_gone_is_an_error_after_the_refresh_and_not_remembered(make_serving, trained) -> None:
     app, clock = serving_with_clock(make_serving)
     run_id = app.add_run("cnn", trained.cnn, [0.9])
-    path = app.app.state.store.checkpoint_path(run_id)
+    path = app.app.state.store.local_path(checkpoint_key(run_id))
     assert predict(app, trained).status_code == 200
     path.unlink()
     assert predict(app, trained).status_code == 200  # the loaded model still answers within the bound

@@ -103,13 +103,15 @@ def test_sweep_creates_one_run_per_rate_and_queues_them_all(client, fake_worker,
         ({"model": "cnn", "learning_rates": []}, "learning_rates"),
         ({"model": "cnn", "learning_rates": [0.1, 0]}, "learning_rate"),
         ({"model": "cnn", "learning_rates": [0.1] * 11}, "learning_rates"),
+        ({"model": "cnn", "device": "tpu"}, "device"),
+        ({"model": "cnn", "device": None}, "device"),
     ],
 )
 def test_invalid_training_requests_are_422_and_queue_nothing(client, queue_len, payload, needle):
     r = client.post("/train", json=payload)
     assert r.status_code == 422, r.text
     assert needle in r.json()["detail"]
-    assert queue_len() == 0
+    assert queue_len() == 0 and queue_len("cpu") == 0
     assert client.get("/runs").json()["runs"] == []
 
 
@@ -140,6 +142,48 @@ def test_idempotency_key_returns_the_same_runs_and_queues_nothing_new(client, qu
     changed = client.post("/train", json={**payload, "epochs": 2}, headers={"Idempotency-Key": "abc-1"})
     assert changed.status_code == 422 and "Idempotency-Key" in changed.json()["detail"]
     assert queue_len() == 4
+
+
+def test_the_device_picks_the_queues_and_is_stored_on_the_runs(client, redis_client, queue_prefix, queue_len):
+    def train(**fields) -> list[dict]:
+        r = client.post("/train", json={"model": "cnn", "dataset": "mnist-8k", "epochs": 1, **fields})
+        assert r.status_code == 202, r.text
+        return [client.get(f"/runs/{run_id}").json() for run_id in r.json()["run_ids"]]
+
+    (gpu,) = train(device="gpu")
+    assert (queue_len("gpu"), queue_len("cpu")) == (1, 0)
+    (cpu,) = train(device="cpu")
+    assert (queue_len("gpu"), queue_len("cpu")) == (1, 1)
+    (anywhere,) = train()  # the default: both queues, the first worker to claim it trains it
+    assert (queue_len("gpu"), queue_len("cpu")) == (2, 2)
+    assert [r["device_request"] for r in (gpu, cpu, anywhere)] == ["gpu", "cpu", "any"]
+    assert all(r["host"] is None and r["device"] is None for r in (gpu, cpu, anywhere))  # not claimed yet
+    in_gpu = queued_messages(redis_client, f"{queue_prefix}gpu")
+    in_cpu = queued_messages(redis_client, f"{queue_prefix}cpu")
+    assert sorted(m["args"][0] for m in in_gpu) == sorted([gpu["id"], anywhere["id"]])
+    assert sorted(m["args"][0] for m in in_cpu) == sorted([cpu["id"], anywhere["id"]])
+    # the two messages of the "any" run are one send: one task id, recorded on the run
+    sent_twice = {m["id"] for m in in_gpu + in_cpu if m["args"] == [anywhere["id"]]}
+    assert len(sent_twice) == 1 and sent_twice == {stored_task_id(client, anywhere["id"])}
+    (sweep_a, sweep_b) = train(device="cpu", learning_rates=[0.1, 0.2])
+    assert (sweep_a["device_request"], sweep_b["device_request"]) == ("cpu", "cpu")
+    assert (queue_len("gpu"), queue_len("cpu")) == (2, 4)
+
+
+def stored_task_id(client: TestClient, run_id: str) -> str:
+    with client.app.state.sessionmaker() as session:
+        return runs.get_run(session, run_id).task_id
+
+
+def test_an_idempotent_retry_must_ask_for_the_same_device(client, queue_len):
+    payload = {"model": "cnn", "dataset": "mnist-8k", "epochs": 1, "device": "cpu"}
+    first = client.post("/train", json=payload, headers={"Idempotency-Key": "dev-1"})
+    assert first.status_code == 202
+    again = client.post("/train", json=payload, headers={"Idempotency-Key": "dev-1"})
+    assert again.status_code == 202 and again.json() == first.json()
+    other = client.post("/train", json={**payload, "device": "gpu"}, headers={"Idempotency-Key": "dev-1"})
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+    assert (queue_len("gpu"), queue_len("cpu")) == (0, 1)
 
 
 WAITING_ADVISORY_LOCKS = text(
@@ -263,12 +307,13 @@ def test_without_a_configured_key_posts_are_open(client):
 def test_datasets_lists_builtins_and_recognised_folders(client, shared_data):
     found = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}
     assert found["mnist-8k"] == {"name": "mnist-8k", "kind": "images", "model": "cnn", "models": ["cnn"],
-                                 "builtin": False, "available": True}
+                                 "builtin": False, "available": True, "source": "folder"}
     assert found["spa-eng"]["kind"] == "pairs" and found["spa-eng"]["model"] == "seq2seq"
+    assert found["spa-eng"]["builtin"] and found["spa-eng"]["available"]  # downloadable, and here already
     for name in ("kmnist", "mnist", "fashion-mnist"):
-        assert found[name]["builtin"] and found[name]["kind"] == "images"
+        assert found[name]["builtin"] and found[name]["kind"] == "images" and found[name]["source"] == "builtin"
     folders = {p.name for p in shared_data.iterdir() if p.is_dir()}
-    assert set(found) - {"kmnist", "mnist", "fashion-mnist"} <= folders
+    assert set(found) - {"kmnist", "mnist", "fashion-mnist", "spa-eng"} <= folders
 
 
 def test_datasets_availability_follows_the_files_in_data_dir(make_app, tmp_path):

@@ -25,6 +25,7 @@ from api.main import create_app
 from core import results, runs
 from core.migrate import upgrade_head
 from core.settings import Settings
+from core.storage import checkpoint_key
 from ml.checkpoint import load_checkpoint
 from ml.config import TrainConfig
 from ml.data.images import ImageSet, load_images
@@ -108,7 +109,7 @@ def add_run(
         for epoch, value in enumerate(val_metrics, start=1):
             results.record_epoch(session, run.id, epoch, 1.0 / epoch, value, 0.1)
         if checkpoint is not None:
-            replace_file(checkpoint, app.state.store.checkpoint_path(run.id))
+            replace_file(checkpoint, app.state.store.local_path(checkpoint_key(run.id)))
         if status in ("succeeded", "failed", "cancelled"):
             runs.finish_run(session, run.id, status, worker=WORKER)
     return run.id
@@ -152,6 +153,7 @@ def build_serving(root: Path, data_dir: Path, api_key: str | None = None, databa
         database_url=url,
         broker_url=UNUSED_BROKER,
         artifacts_dir=root / "artifacts",
+        cache_dir=root / "cache",
         data_dir=data_dir,
         api_key=api_key,
         max_upload_bytes=200_000,

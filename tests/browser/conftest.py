@@ -37,7 +37,8 @@ def _start(tmp: Path, shared_data: Path, with_worker: bool, **settings: str) -> 
     (and a worker), wait until they are ready."""
     env = service_env(database_url=f"sqlite:///{tmp / 'inkwell.db'}",
                       broker_url=f"sqla+sqlite:///{tmp / 'broker.db'}", artifacts_dir=tmp / "artifacts",
-                      data_dir=shared_data, train_queue=f"browser-{uuid.uuid4().hex[:12]}", **settings)
+                      cache_dir=tmp / "cache",
+                      data_dir=shared_data, queue_prefix=f"browser-{uuid.uuid4().hex[:12]}-", **settings)
     migrate = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
     assert migrate.returncode == 0, migrate.stderr[-3000:]

@@ -29,7 +29,7 @@ def make_client(tmp_path: Path) -> Iterator:
     def make(**overrides: object) -> TestClient:
         settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
                             broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
-                            artifacts_dir=tmp_path / "artifacts", data_dir=tmp_path,
+                            artifacts_dir=tmp_path / "artifacts", cache_dir=tmp_path / "cache", data_dir=tmp_path,
                             **{**TEST_PROCESS, **overrides})
         client = TestClient(create_app(settings))
         clients.append(client)

@@ -27,7 +27,8 @@ def test_defaults_resolve_against_cwd(tmp_path: Path) -> None:
     assert s.broker_url == f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}"
     assert s.artifacts_dir == tmp_path / "var" / "artifacts"
     assert s.data_dir == tmp_path / "data"
-    assert (s.result_backend, s.api_key, s.port, s.train_queue) == (None, None, 8000, "gpu")
+    assert (s.result_backend, s.api_key, s.port) == (None, None, 8000)
+    assert (s.queue_prefix, s.worker_device) == ("", "auto")
     assert (s.max_upload_bytes, s.max_image_pixels, s.model_cache_size) == (5_000_000, 25_000_000, 4)
     assert (s.heartbeat_seconds, s.lease_seconds) == (10, 60)
     assert not (tmp_path / "var").exists()
@@ -41,15 +42,20 @@ def test_env_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("INKWELL_API_KEY", "s3cret")
     monkeypatch.setenv("INKWELL_MAX_UPLOAD_BYTES", "1234")
     monkeypatch.setenv("INKWELL_ARTIFACTS_DIR", "out/art")
-    monkeypatch.setenv("INKWELL_TRAIN_QUEUE", "cpu")
+    monkeypatch.setenv("INKWELL_QUEUE_PREFIX", "team-a-")
+    monkeypatch.setenv("INKWELL_WORKER_DEVICE", "cpu")
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "99")  # no prefix: ignored
     s = Settings()
     assert s.database_url == "postgresql+psycopg://postgres@127.0.0.1:5432/x"
     assert s.broker_url == "redis://127.0.0.1:6379/0"
-    assert (s.api_key, s.max_upload_bytes, s.train_queue) == ("s3cret", 1234, "cpu")
+    assert (s.api_key, s.max_upload_bytes, s.queue_prefix, s.worker_device) == ("s3cret", 1234, "team-a-", "cpu")
     assert s.artifacts_dir == tmp_path / "out" / "art"
     monkeypatch.setenv("INKWELL_LEASE_SECONDS", "-1")
     with pytest.raises(ValueError):
+        Settings()
+    monkeypatch.setenv("INKWELL_LEASE_SECONDS", "60")
+    monkeypatch.setenv("INKWELL_WORKER_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="worker_device"):
         Settings()
 
 

@@ -1,4 +1,4 @@
-"""ArtifactStore: run folders from validated ids only; resolve() never leaves the root."""
+"""ArtifactStore: keys from validated ids only; a local cache keyed by object version, on both backends."""
 
 from __future__ import annotations
 
@@ -8,53 +8,111 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import ArtifactStore, validate_run_id
+from core.objectstore import StoreUnavailable
+from core.storage import (
+    ArtifactStore,
+    checkpoint_key,
+    dataset_key,
+    plot_key,
+    run_key,
+    run_of_key,
+    validate_run_id,
+)
+from tests.fixtures.seaweedfs import seaweedfs  # noqa: F401 - the fixture
+from tests.support import free_port
 
 
-def test_paths_live_under_the_run_folder(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path / "art")
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path: Path, monkeypatch) -> ArtifactStore:
+    """An artifact store of each backend with a private cache folder."""
+    if request.param == "local":
+        return ArtifactStore(tmp_path / "store", tmp_path / "cache")
+    server = request.getfixturevalue("seaweedfs")
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    return ArtifactStore(f"s3://inkwell-{uuid.uuid4().hex[:10]}/art", tmp_path / "cache", server.endpoint_url)
+
+
+def test_keys_are_built_from_validated_parts() -> None:
     run_id = uuid.uuid4().hex
-    assert store.checkpoint_path(run_id).parent == store.run_dir(run_id)
-    assert not (tmp_path / "art" / "runs").exists()  # reads create no folders
-    folder = store.run_dir(run_id, create=True)
-    assert folder == (tmp_path / "art" / "runs" / run_id).resolve() and folder.is_dir()
-    assert store.plot_path(run_id, "loss") == folder / "loss.png"
-    assert store.plot_path(run_id, "val.png") == folder / "val.png"
-    rel = store.relative(store.checkpoint_path(run_id))
-    assert rel == f"runs/{run_id}/{store.checkpoint_path(run_id).name}"
-    assert store.resolve(rel) == store.checkpoint_path(run_id)
+    assert checkpoint_key(run_id) == f"runs/{run_id}/checkpoint.pt"
+    assert plot_key(run_id, "loss") == plot_key(run_id, "loss.png") == f"runs/{run_id}/loss.png"
+    assert dataset_key("a" * 64) == f"datasets/{'a' * 64}.tar"
+    assert run_of_key(checkpoint_key(run_id)) == run_id and run_of_key("datasets/x.tar") is None
+    for bad in ("../x", "a/b", ".hidden", "a..b", ""):
+        with pytest.raises(ValueError):
+            run_key(run_id, bad)
+    for bad in ("A" * 64, "a" * 63, "../" + "a" * 61):
+        with pytest.raises(ValueError):
+            dataset_key(bad)
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/../../x", "/etc/passwd", "runs/../../x", "", "..", "a\x00b",
-                                 "..\\..\\x", "."])
-def test_resolve_refuses_escapes(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(ValueError):
-        ArtifactStore(tmp_path).resolve(bad)
-
-
-def test_resolve_refuses_symlinks_out_of_root(tmp_path: Path) -> None:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    root.mkdir()
-    outside.mkdir()
-    (outside / "secret.txt").write_text("x")
-    os.symlink(outside, root / "link")
-    with pytest.raises(ValueError):
-        ArtifactStore(root).resolve("link/secret.txt")
-    with pytest.raises(ValueError):
-        ArtifactStore(root).relative(outside / "secret.txt")
-
-
-BAD_IDS = ["../" + "a" * 29, "A" * 32, "abc", uuid.uuid4().hex + "/..", str(uuid.uuid4())]
-
-
-@pytest.mark.parametrize("bad", BAD_IDS)
-def test_run_ids_and_names_are_validated(tmp_path: Path, bad: str) -> None:
-    store = ArtifactStore(tmp_path)
+@pytest.mark.parametrize("bad", ["../" + "a" * 29, "A" * 32, "abc", uuid.uuid4().hex + "/..", str(uuid.uuid4())])
+def test_run_ids_are_validated(tmp_path: Path, bad: str) -> None:
+    store = ArtifactStore(tmp_path / "store", tmp_path / "cache")
     with pytest.raises(ValueError):
         validate_run_id(bad)
     with pytest.raises(ValueError):
-        store.run_dir(bad)
-    for name in ("../x", "a/b", ".hidden", "a..b", ""):
-        with pytest.raises(ValueError):
-            store.plot_path(uuid.uuid4().hex, name)
-    assert list(tmp_path.iterdir()) == []  # nothing was created for a refused id or name
+        store.work_dir(bad)
+    with pytest.raises(ValueError):
+        checkpoint_key(bad)
+    assert not (tmp_path / "cache").exists()  # nothing was created for a refused id
+
+
+def test_a_replaced_object_is_a_new_cached_file(store: ArtifactStore) -> None:
+    run_id = uuid.uuid4().hex
+    assert store.cached_checkpoint(run_id) is None
+    store.objects.put_bytes(checkpoint_key(run_id), b"first")
+    first = store.cached_checkpoint(run_id)
+    assert first is not None and first.read_bytes() == b"first"
+    assert store.cached_checkpoint(run_id) == first  # unchanged: the same file, not fetched again
+    store.objects.put_bytes(checkpoint_key(run_id), b"second version")
+    second = store.cached_checkpoint(run_id)
+    assert second is not None and second.read_bytes() == b"second version"
+    if not store.is_local:
+        assert second != first and not first.exists()  # the old version's copy was dropped
+        assert second.is_relative_to(store.cache_dir)
+    store.objects.delete(checkpoint_key(run_id))
+    assert store.cached_checkpoint(run_id) is None
+
+
+def test_the_store_is_the_truth_for_a_resumed_checkpoint(store: ArtifactStore) -> None:
+    run_id = uuid.uuid4().hex
+    work = store.work_dir(run_id)
+    assert work.is_dir() and work.is_relative_to(store.cache_dir)
+    local = work / "checkpoint.pt"
+    local.write_bytes(b"left over from an earlier attempt on this machine")
+    assert store.fetch_checkpoint(run_id, local) is False
+    assert not local.exists()
+    store.objects.put_bytes(checkpoint_key(run_id), b"epoch 3")
+    assert store.fetch_checkpoint(run_id, local) is True and local.read_bytes() == b"epoch 3"
+    store.forget_run(run_id)
+    assert not work.exists()
+
+
+def test_datasets_are_fetched_once_by_hash(store: ArtifactStore) -> None:
+    digest = "b" * 64
+    store.objects.put_bytes(dataset_key(digest), b"tar bytes")
+    path = store.fetch_dataset(digest)
+    assert path.read_bytes() == b"tar bytes" and path.is_relative_to(store.cache_dir)
+    store.objects.put_bytes(dataset_key(digest), b"changed")  # content-addressed: never re-read
+    assert store.fetch_dataset(digest).read_bytes() == b"tar bytes"
+
+
+def test_streams_come_from_the_store(store: ArtifactStore) -> None:
+    key = plot_key(uuid.uuid4().hex, "loss")
+    store.objects.put_bytes(key, b"\x89PNG" + os.urandom(3000))
+    assert b"".join(store.open_stream(key)) == store.objects.get_bytes(key)
+
+
+def test_an_unreachable_store_is_opened_on_first_use_and_again_later(tmp_path: Path, monkeypatch,
+                                                                      seaweedfs) -> None:  # noqa: F811
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    dead = ArtifactStore("s3://inkwell-dead/x", tmp_path / "cache", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreUnavailable):
+        dead.objects  # noqa: B018 - opening it is the point
+    with pytest.raises(StoreUnavailable):
+        dead.cached_checkpoint(uuid.uuid4().hex)
+    dead.endpoint_url = seaweedfs.endpoint_url  # the store is back (here: found at its address)
+    assert dead.cached_checkpoint(uuid.uuid4().hex) is None

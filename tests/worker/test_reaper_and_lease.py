@@ -9,12 +9,12 @@ import pytest
 
 from core import runs as repo
 from core.models import utcnow
-from core.queue import TRAIN_TASK, make_celery
+from core.queue import TRAIN_TASK, make_celery, queue_name
 from ml.config import TrainConfig
 from ml.errors import DataError
 from tests.support import wait_for
 from worker.lease import LeaseKeeper
-from worker.reaper import reap_interval, reap_once
+from worker.reaper import reap_interval, reap_once, resend_unsent
 from worker.training import StopCheck, error_line, resolve_config
 
 BACKENDS = ["postgres", "sqlite"]  # PostgreSQL + Redis, SQLite + the SQLite-backed broker
@@ -30,11 +30,11 @@ def _claimed(stack, n: int, *, expired: bool, worker: str = "dead@host") -> list
     return ids
 
 
-def _drain(stack) -> list[str]:
-    """Consume every message on the stack's train queue; returns the run ids they carry."""
+def _drain(stack, device: str) -> list[str]:
+    """Consume every message on the stack's training queue of `device`; returns the run ids they carry."""
     found = []
     with stack.app.connection_for_read() as conn:
-        queue = conn.SimpleQueue(stack.settings.train_queue)
+        queue = conn.SimpleQueue(queue_name(device, stack.settings))
         try:
             while True:
                 try:
@@ -66,7 +66,7 @@ def test_reaper_requeues_only_runs_whose_lease_expired(make_stack, kind) -> None
     assert reaped.task_id is not None
     assert (stack.run(alive).status, stack.run(alive).worker) == ("running", "alive@host")
     assert stack.run(queued).status == "queued"
-    assert _drain(stack) == [dead]
+    assert _drain(stack, "gpu") == _drain(stack, "cpu") == [dead]  # it asked for any device: both queues
 
     # The dead holder can no longer finish it; the next claim is attempt 2.
     with stack.factory() as session:
@@ -98,8 +98,24 @@ def test_concurrent_reapers_requeue_each_run_exactly_once(make_stack, kind) -> N
         thread.join(60)
     together = [run_id for result in results for run_id in result]
     assert sorted(together) == sorted(dead)  # every expired run once, none twice
-    assert sorted(_drain(stack)) == sorted(dead)  # and one message each
+    assert sorted(_drain(stack, "gpu")) == sorted(_drain(stack, "cpu")) == sorted(dead)  # one message per queue
     assert all(stack.run(run_id).status == "queued" for run_id in dead)
+
+
+@pytest.mark.services
+def test_the_reaper_sends_a_run_again_to_the_queues_of_its_device(make_stack) -> None:
+    stack = make_stack("sqlite", heartbeat_seconds=1, lease_seconds=2)
+    (cpu_run,) = stack.create_runs("cnn", "mnist-8k", device_request="cpu")
+    with stack.factory() as session:
+        repo.claim_run(session, cpu_run, "dead@host", "cpu", 60, now=utcnow() - timedelta(seconds=120))
+    (gpu_run,) = stack.create_runs("cnn", "mnist-8k", device_request="gpu")  # never sent
+    later = utcnow() + timedelta(seconds=stack.settings.unsent_grace_seconds + 1)
+    with stack.factory() as session:
+        assert reap_once(session, stack.app, stack.settings) == [cpu_run]
+        assert resend_unsent(session, stack.app, stack.settings, now=later) == [gpu_run]
+    assert _drain(stack, "cpu") == [cpu_run]
+    assert _drain(stack, "gpu") == [gpu_run]
+    assert (stack.run(cpu_run).sends, stack.run(gpu_run).sends) == (1, 1)
 
 
 @pytest.mark.services
@@ -155,7 +171,7 @@ def test_error_line_is_one_short_line() -> None:
 def test_resolve_config_maps_dataset_names_inside_the_data_dir(shared_data) -> None:
     class StoredRun:  # the two fields resolve_config reads, as a stored Run holds them
         def __init__(self, model: str, dataset: str, **overrides) -> None:
-            self.model, self.dataset = model, dataset
+            self.model, self.dataset, self.dataset_sha256 = model, dataset, None
             self.config = TrainConfig.for_model(model, dataset, **overrides).to_dict()
 
     cnn, spec = resolve_config(StoredRun("cnn", "mnist-8k", epochs=3, limit=50), shared_data)

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import torch
 
+from core.storage import run_key
 from ml.checkpoint import load_checkpoint
 from ml.data.images import load_images
 from ml.models.cnn import CNN
@@ -36,12 +37,14 @@ def _assert_artifacts(stack: Stack, run_id: str) -> dict:
     assert {name: a.kind for name, a in artifacts.items()} == {
         "checkpoint.pt": "checkpoint", "loss.png": "plot", "validation.png": "plot"}
     for name, artifact in artifacts.items():
-        path = stack.store.resolve(artifact.path)
-        assert path == stack.store.run_dir(run_id) / name
-        assert artifact.size_bytes == path.stat().st_size > 0
+        assert artifact.path == run_key(run_id, name)
+        content = stack.store.objects.get_bytes(artifact.path)
+        assert artifact.size_bytes == len(content) > 0
         if name.endswith(".png"):
-            assert path.read_bytes()[:8] == PNG_MAGIC
-    return load_checkpoint(stack.store.checkpoint_path(run_id))
+            assert content[:8] == PNG_MAGIC
+    path = stack.store.cached_checkpoint(run_id)
+    assert path is not None
+    return load_checkpoint(path)
 
 
 def test_postgres_redis_worker_trains_a_cnn_run(make_stack, shared_data) -> None:

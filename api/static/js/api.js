@@ -98,6 +98,67 @@ export async function request(method, path, { json, form, query, as = "json", si
   return response.json();
 }
 
+/**
+ * POST /datasets as multipart (a `name` field and one `file` part per file) with XMLHttpRequest, so the
+ * upload's progress can be shown: `onProgress(sent, total)` while the body goes out (total 0 when unknown),
+ * `onSent()` once all of it has gone (the server then checks the files). Resolves with
+ * `{dataset, created}` (created: false when the same name and content existed: 200 instead of 201);
+ * rejects with an ApiError like `request` does, or an AbortError when `signal` aborts it.
+ */
+export function uploadDataset(name, files, { onProgress, onSent, signal } = {}) {
+  const form = new FormData();
+  form.append("name", name);
+  for (const file of files) form.append("file", file, file.name);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", new URL("/datasets", window.location.origin));
+    xhr.setRequestHeader("Accept", "application/json");
+    const key = getApiKey();
+    if (key) xhr.setRequestHeader("X-API-Key", key);
+    xhr.responseType = "text";
+    xhr.upload.addEventListener("progress", (e) => {
+      if (onProgress) onProgress(e.loaded, e.lengthComputable ? e.total : 0);
+    });
+    xhr.upload.addEventListener("load", () => { if (onSent) onSent(); });
+    const abort = () => xhr.abort();
+    const done = () => { if (signal) signal.removeEventListener("abort", abort); };
+    xhr.addEventListener("load", async () => {
+      done();
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try {
+          resolve({ dataset: JSON.parse(xhr.responseText), created: xhr.status === 201 });
+        } catch {
+          reject(new ApiError(xhr.status, "The API answered the upload with something that is not JSON."));
+        }
+        return;
+      }
+      // the same reading of the error as `request`: the API's `detail`, the API-key note on a 401, ...
+      const headers = { "Content-Type": xhr.getResponseHeader("content-type") || "" };
+      try {
+        reject(await failure(new Response(xhr.responseText, { status: xhr.status, statusText: xhr.statusText, headers })));
+      } catch {
+        reject(new ApiError(xhr.status, `${xhr.status} ${xhr.statusText || "error"}`));
+      }
+    });
+    xhr.addEventListener("error", () => {
+      done();
+      reject(new ApiError(0, "Network error: the upload did not reach the inkwell API (is the server running?)."));
+    });
+    xhr.addEventListener("abort", () => {
+      done();
+      reject(new DOMException("The upload was cancelled.", "AbortError"));
+    });
+    if (signal) {
+      if (signal.aborted) {
+        reject(new DOMException("The upload was cancelled.", "AbortError"));
+        return;
+      }
+      signal.addEventListener("abort", abort);
+    }
+    xhr.send(form);
+  });
+}
+
 const get = (path, query, opts) => request("GET", path, { query, ...opts });
 const post = (path, json, opts) => request("POST", path, { json, ...opts });
 

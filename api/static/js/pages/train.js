@@ -1,7 +1,8 @@
 // New training: a form for both models with the assignment's defaults, a learning-rate sweep option,
-// and the API's own validation messages shown next to the fields they concern.
+// and the API's own validation messages shown next to the fields they concern. Next to the dataset
+// select, a dataset can be uploaded (POST /datasets) and is then selected.
 
-import { api } from "../api.js";
+import { api, uploadDataset } from "../api.js";
 import { banner, h, replace } from "../dom.js";
 
 const SWEEP_RATES = "0.01, 0.0005, 0.00001";
@@ -48,6 +49,30 @@ const FIELDS = {
   },
 };
 
+// What the upload's file picker offers first. IDX files (train-images-idx3-ubyte) have no extension to
+// filter on: browsers add an "All files" choice to the picker, and the hint says so.
+const UPLOAD_ACCEPT = ".txt,.gz,.zip,.tar.gz,.tgz";
+
+/** 1234567 -> "1.2 MB". */
+function bytesText(n) {
+  if (!Number.isFinite(n)) return "";
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB"];
+  let v = n;
+  let unit = "B";
+  for (const u of units) {
+    if (v < 1000) break;
+    v /= 1000;
+    unit = u;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${unit}`;
+}
+
+/** {train: 8, val: 4} -> "train 8 · val 4" (the API's counts, in its order). */
+function countsText(counts) {
+  return Object.entries(counts || {}).map(([k, v]) => `${k} ${Number(v).toLocaleString("en")}`).join(" · ");
+}
+
 /** A field's text as JSON: numbers as numbers, anything else as typed (so the API judges it). */
 function asValue(text) {
   const t = String(text).trim();
@@ -86,6 +111,8 @@ export async function render(root, { query }) {
         rates = SWEEP_RATES;
         drawFields();
       } }, "Reset to defaults")));
+
+  const upload = uploadSection();
 
   replace(root, h("section", { class: "page narrow" },
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "New training"),
@@ -134,6 +161,144 @@ export async function render(root, { query }) {
       hint, h("p", { class: "field-error", id: `${id}-error`, "data-error-for": "dataset", hidden: true }));
   }
 
+  // "Upload a dataset": a name, the files, an Upload button; progress while the files go out, then the
+  // dataset's kind, counts and hash, and the new dataset selected above (the API's detail on a refusal).
+  // Not a <form> of its own (forms do not nest): Enter in the name uploads instead of starting a training.
+  function uploadSection() {
+    const nameInput = h("input", { type: "text", id: "upload-name", name: "upload_name", autocomplete: "off",
+      spellcheck: "false", maxlength: "100", placeholder: "e.g. my-pairs", "aria-describedby": "upload-name-hint",
+      onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); start(); } } });
+    const fileInput = h("input", { type: "file", id: "upload-files", name: "upload_files", multiple: true,
+      accept: UPLOAD_ACCEPT, "aria-describedby": "upload-files-hint", onchange: () => describeFiles() });
+    const chosen = h("p", { class: "hint", id: "upload-chosen", "aria-live": "polite" });
+    const button = h("button", { type: "button", class: "btn", id: "upload-submit", onclick: () => start() },
+      "Upload");
+    const cancel = h("button", { type: "button", class: "btn ghost", id: "upload-cancel", hidden: true,
+      onclick: () => controller && controller.abort() }, "Cancel");
+    const bar = h("progress", { id: "upload-progress", max: 100, "aria-label": "Upload progress" });
+    const barText = h("span", { class: "upload-progress-text" });
+    const progress = h("div", { class: "upload-progress", hidden: true }, bar, barText);
+    const status = h("div", { id: "upload-status", "aria-live": "polite" });
+    let controller = null;
+
+    function describeFiles() {
+      const files = [...fileInput.files];
+      const total = files.reduce((n, f) => n + f.size, 0);
+      chosen.textContent = files.length
+        ? `${files.length} file${files.length > 1 ? "s" : ""} (${bytesText(total)}): ${files.map((f) => f.name).join(", ")}`
+        : "";
+    }
+
+    function busy(on) {
+      controller = on ? new AbortController() : null;
+      button.disabled = on;
+      button.textContent = on ? "Uploading…" : "Upload";
+      nameInput.disabled = on;
+      fileInput.disabled = on;
+      cancel.hidden = !on;
+      progress.hidden = !on;
+      section.setAttribute("aria-busy", on ? "true" : "false");
+    }
+
+    function showProgress(sent, total) {
+      if (total > 0) {
+        const pct = Math.min(100, Math.floor((100 * sent) / total));
+        bar.value = pct;
+        barText.textContent = `Uploading… ${pct}% of ${bytesText(total)}`;
+      } else {
+        bar.removeAttribute("value");
+        barText.textContent = `Uploading… ${bytesText(sent)}`;
+      }
+    }
+
+    function fail(message, prefix = "Upload refused: ") {
+      replace(status, h("div", { class: "alert error", role: "alert" }, h("strong", {}, prefix), message));
+      if (!section.isConnected) banner(`Dataset upload failed: ${message}`, "error");
+    }
+
+    async function start() {
+      if (controller) return;
+      const name = nameInput.value.trim();
+      const files = [...fileInput.files];
+      if (!name) {
+        fail("give the dataset a name.", "Cannot upload yet: ");
+        nameInput.focus();
+        return;
+      }
+      if (!files.length) {
+        fail("choose the dataset's files first.", "Cannot upload yet: ");
+        fileInput.focus();
+        return;
+      }
+      replace(status);
+      busy(true);
+      showProgress(0, files.reduce((n, f) => n + f.size, 0));
+      try {
+        const { dataset, created } = await uploadDataset(name, files, {
+          signal: controller.signal,
+          onProgress: showProgress,
+          onSent: () => {
+            bar.removeAttribute("value"); // indeterminate: the server checks the files now
+            barText.textContent = "Uploaded; the server is checking the files…";
+          },
+        });
+        await uploaded(dataset, created);
+        nameInput.value = "";
+        fileInput.value = "";
+        describeFiles();
+      } catch (err) {
+        if (err && err.name === "AbortError") fail("the upload was cancelled; nothing was stored.", "Cancelled: ");
+        else fail(err && err.message ? err.message : String(err));
+      } finally {
+        busy(false);
+      }
+    }
+
+    async function uploaded(dataset, created) {
+      try {
+        datasets = await api.datasets();
+        datasetError = null;
+      } catch {
+        if (!datasetError) datasets = [...datasets.filter((d) => d.name !== dataset.name), dataset];
+      }
+      if (dataset.model && dataset.model !== model && FIELDS[dataset.model]) {
+        model = dataset.model;
+        const radio = form.querySelector(`input[name="model"][value="${model}"]`);
+        if (radio) radio.checked = true;
+      }
+      values[model].dataset = dataset.name;
+      drawFields();
+      const kind = dataset.kind === "images" ? "images" : "text pairs";
+      const sha = (dataset.sha256 || "").slice(0, 12);
+      replace(status, h("div", { class: "alert success upload-result", role: "status", "data-dataset": dataset.name },
+        h("strong", {}, created ? `Uploaded “${dataset.name}”` : `“${dataset.name}” was already uploaded with these files`),
+        h("span", { class: "upload-facts" },
+          h("span", { "data-fact": "kind" }, kind),
+          h("span", { "data-fact": "counts" }, countsText(dataset.counts)),
+          sha ? h("span", { "data-fact": "sha256", title: `sha256 ${dataset.sha256}` }, "sha256 ", h("code", {}, sha)) : null,
+          Number.isFinite(dataset.size_bytes) ? h("span", { "data-fact": "size" }, bytesText(dataset.size_bytes)) : null),
+        h("span", {}, `Selected for a ${model} training below.`)));
+      if (!section.isConnected) banner(`Dataset “${dataset.name}” uploaded.`, "success");
+    }
+
+    const section = h("details", { class: "upload-dataset", id: "dataset-upload" },
+      h("summary", {}, h("span", { class: "upload-title" }, "Upload a dataset"),
+        h("span", { class: "hint" }, "your own sentence pairs or IDX images, then train on them")),
+      h("div", { class: "upload-body" },
+        h("div", { class: "upload-fields" },
+          h("div", { class: "field" }, h("label", { for: "upload-name" }, "Dataset name"), nameInput,
+            h("p", { class: "hint", id: "upload-name-hint" }, "letters, digits, . _ - (what a training's dataset is called)")),
+          h("div", { class: "field" }, h("label", { for: "upload-files" }, "Files"), fileInput,
+            h("p", { class: "hint", id: "upload-files-hint" },
+              "sentence pairs: train-*.txt + val-*.txt (test-*.txt optional), lines “english<Tab>spanish”; or IDX "
+              + "*-images-idx3-ubyte + *-labels-idx1-ubyte (.gz ok; choose “All files” in the picker for "
+              + "files without an extension); or one .zip / .tar.gz of them"),
+            chosen)),
+        h("div", { class: "form-actions" }, button, cancel, progress),
+        status));
+    return section;
+  }
+
   function sweepField() {
     const id = "train-learning_rates";
     return h("div", { class: "field wide sweep" },
@@ -151,7 +316,8 @@ export async function render(root, { query }) {
     const spec = FIELDS[model];
     const main = spec.main.filter(([name]) => !(sweep && name === "learning_rate"));
     replace(fieldsBox,
-      h("div", { class: "fields" }, datasetField(), main.map((f) => field(...f)), sweepField()),
+      h("div", { class: "fields" }, h("div", { class: "dataset-row" }, datasetField(), upload),
+        main.map((f) => field(...f)), sweepField()),
       h("details", { class: "advanced" }, h("summary", {}, "Advanced"),
         h("div", { class: "fields" }, spec.advanced.map((f) => field(...f)))));
   }
