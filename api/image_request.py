@@ -15,8 +15,8 @@ import torch
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
+from api.limits import counting_body
 from ml.errors import InputError, NotAnImage
 from ml.imageprep import image_bytes_to_tensor, pixels_to_tensor
 
@@ -84,23 +84,6 @@ def _numbers_only(pixels: Any, may_hold_booleans: bool) -> np.ndarray:
     return array
 
 
-def _counting(request: Request, limit: int, max_upload_bytes: int) -> Request:
-    """The same request, reading a body that fails with 413 once it passes `limit` bytes."""
-    receive = request.receive
-    seen = 0
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise too_large(max_upload_bytes)
-        return message
-
-    return Request(request.scope, counted)
-
-
 async def _read_upload(upload: UploadFile, limit: int) -> bytes:
     """The file's bytes, read in chunks; 413 as soon as it passes `limit`."""
     parts: list[bytes] = []
@@ -140,7 +123,7 @@ async def read_image_request(request: Request, max_upload_bytes: int) -> ImageRe
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > allowed:
         raise too_large(max_upload_bytes)
-    counted = _counting(request, allowed, max_upload_bytes)
+    counted = counting_body(request, allowed, lambda: too_large(max_upload_bytes))
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
 
     if content_type == "multipart/form-data":

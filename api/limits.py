@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 RETRY_AFTER_SECONDS = 1
@@ -147,3 +147,20 @@ class InferenceGate:
         finally:
             with self._lock:
                 self.admitted -= 1
+
+
+def counting_body(request: Request, allowed: int, refuse: Callable[[], Exception]) -> Request:
+    """The same request, its body raising `refuse()` as soon as more than `allowed` bytes have arrived
+    (an upload over its limit is refused without reading the rest)."""
+    receive, seen = request.receive, 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > allowed:
+                raise refuse()
+        return message
+
+    return Request(request.scope, counted)

@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from api.deps import SessionDep, SettingsDep
+from api.limits import counting_body
 from api.openapi import request_body
 from api.schemas import DatasetInfo, DatasetList
 from core.dataset_files import DatasetRejected, UploadLimits, inspect_upload
@@ -136,7 +136,8 @@ async def upload_dataset(request: Request, response: Response) -> DatasetInfo:
     store: ArtifactStore = request.app.state.store
     workdir = Path(tempfile.mkdtemp(prefix=f"upload-{uuid.uuid4().hex[:8]}-", dir=_uploads_dir(store)))
     try:
-        name, parts = await _read_form(_counting(request, limit + FORM_OVERHEAD, limit), workdir, limit)
+        counted = counting_body(request, limit + FORM_OVERHEAD, lambda: _too_large(limit))
+        name, parts = await _read_form(counted, workdir, limit)
         info, created = await run_in_threadpool(_store_upload, request, name, parts, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -153,22 +154,6 @@ def _uploads_dir(store: ArtifactStore) -> Path:
 
 def _too_large(limit: int) -> HTTPException:
     return HTTPException(413, f"the upload is larger than {limit} bytes (INKWELL_MAX_DATASET_BYTES)")
-
-
-def _counting(request: Request, allowed: int, limit: int) -> Request:
-    """The same request, its body failing with 413 once more than `allowed` bytes have arrived."""
-    receive, seen = request.receive, 0
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > allowed:
-                raise _too_large(limit)
-        return message
-
-    return Request(request.scope, counted)
 
 
 async def _read_form(request: Request, workdir: Path, limit: int) -> tuple[str, list[tuple[str, Path]]]:
