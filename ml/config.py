@@ -9,6 +9,8 @@ from ml.kinds import get_kind
 
 OPTIMIZERS = ("adam", "sgd")
 CHECKPOINT_NAME = "checkpoint.pt"  # the file `fit` writes (and resumes from) in its output folder
+BEST_NAME = "best.pt"  # beside it: the weights of the epoch with the best validation metric so far
+CHECKPOINTS = {"best": BEST_NAME, "last": CHECKPOINT_NAME}  # what "checkpoint": "best" | "last" names
 
 
 @dataclass

@@ -2,10 +2,14 @@
 
 After every epoch the loop writes a checkpoint (weights, optimizer, config, vocab/classes, epoch, history,
 RNG states), so a crashed run resumes from its last finished epoch and continues exactly as it would have.
+Beside it, `best.pt` holds the weights of the epoch with the best validation metric: a later epoch replaces
+it only when strictly better (ties keep the earliest epoch; NaN never counts). best.pt is written before the
+checkpoint that records its epoch, so a crash between the two leaves a best.pt the resumed run rewrites.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -16,7 +20,7 @@ from typing import Any
 import torch
 
 from ml.checkpoint import load_checkpoint, save_checkpoint
-from ml.config import CHECKPOINT_NAME, TrainConfig
+from ml.config import BEST_NAME, CHECKPOINT_NAME, TrainConfig
 from ml.data.specs import data_kind_of_spec
 from ml.errors import Cancelled, CheckpointError, DataError
 from ml.kinds import DATA_KINDS, get_kind
@@ -47,9 +51,16 @@ class FitResult:
     device: str
     resumed_from: int = 0  # epochs already done when this call started
     extra: dict[str, Any] = field(default_factory=dict)
+    best_epoch: int | None = None  # the epoch best.pt holds (None: no finite validation value)
+    best_checkpoint: Path | None = None  # best.pt, when it holds best_epoch
+    best_test_metric: float | None = None  # the test metric of best.pt's weights
 
     def final_json(self) -> dict[str, Any]:
-        return {f"test_{self.metric}": self.test_metric, "checkpoint": str(self.checkpoint)}
+        out: dict[str, Any] = {f"test_{self.metric}": self.test_metric, "checkpoint": str(self.checkpoint)}
+        if self.best_checkpoint is not None:
+            out.update({"best_epoch": self.best_epoch, f"best_test_{self.metric}": self.best_test_metric,
+                        "best_checkpoint": str(self.best_checkpoint)})
+        return out
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -84,6 +95,25 @@ def _same_training(saved: dict[str, Any], config: TrainConfig) -> bool:
     return {k: v for k, v in saved.items() if k != "epochs"} == mine
 
 
+def improves(value: float, best: float | None, higher_is_better: bool) -> bool:
+    """Whether validation `value` beats `best` strictly (NaN never does; anything finite beats None)."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better else value < best
+
+
+def _best_file_epoch(path: Path) -> int | None:
+    """The epoch a best.pt holds, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return int(load_checkpoint(path, map_location="cpu")["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 def fit(
     config: TrainConfig,
     *,
@@ -96,6 +126,7 @@ def fit(
     device: str | None = None,
     dataset_spec: str | None = None,
     write_guard: Callable[[], AbstractContextManager[object]] | None = None,
+    on_saved: Callable[[Path], None] | None = None,
 ) -> FitResult:
     """Train `config` and return its history and test metric.
 
@@ -104,7 +135,8 @@ def fit(
     With resume=True an existing checkpoint in out_dir for the same config continues where it stopped.
     `dataset_spec` is where to read config.data from when config.data is a dataset *name* (the service
     stores names, so a run resumes on a machine whose data folder is elsewhere). `write_guard()` wraps
-    every checkpoint write (the worker fences it with its lease: a worker that lost the run writes nothing).
+    every checkpoint write (the worker fences it with its lease: a worker that lost the run writes nothing);
+    `on_saved(path)` runs after each file is written (checkpoint.pt or best.pt: the worker uploads it).
     """
     kind = get_kind(config.model)
     spec = dataset_spec or config.data
@@ -114,13 +146,22 @@ def fit(
         raise DataError(f"dataset {config.data!r} holds {DATA_KINDS[holds]}; it cannot train a {kind.name} model")
     dev = pick_device(device)
     out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
+    ckpt_path, best_path = out / CHECKPOINT_NAME, out / BEST_NAME
     torch.manual_seed(config.seed)
     task: Recipe = kind.recipe(replace(config, data=spec), Path(data_dir), dev)
     model = task.build_model().to(dev)
     optimizer = _optimizer(config, model)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[EpochResult] = []
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_file_ok = False  # whether best.pt holds best_epoch
+
+    def save(path: Path, payload: dict[str, Any]) -> None:
+        with guard():
+            save_checkpoint(path, payload)
+        if on_saved is not None:
+            on_saved(path)
 
     start_epoch = 0
     if resume and ckpt_path.exists():
@@ -132,6 +173,9 @@ def fit(
         _restore_rng(saved["rng"], generator)
         history = [EpochResult(**h) for h in saved["history"]]
         start_epoch = saved["epoch"]
+        best = saved.get("best") or {}
+        best_epoch, best_value = best.get("epoch"), best.get("value")
+        best_file_ok = best_epoch is not None and _best_file_epoch(best_path) == best_epoch
 
     n_batches = -(-task.n_train // config.batch_size)
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -153,19 +197,36 @@ def fit(
         val = task.evaluate(model, "val")
         result = EpochResult(epoch, train_loss, val, time.perf_counter() - started, task.metric)
         history.append(result)
-        payload = {
-            "model": config.model, "config": config.to_dict(), "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "history": [asdict(h) for h in history],
-            "meta": task.meta(), "rng": _rng_state(generator),
-        }
-        with guard():
-            save_checkpoint(ckpt_path, payload)
+        weights = {"model": config.model, "config": config.to_dict(), "state_dict": model.state_dict(),
+                   "epoch": epoch, "meta": task.meta()}
+        if improves(val, best_value, kind.higher_is_better):
+            best_epoch, best_value = epoch, val
+            save(best_path, {**weights, "val": {task.metric: val}})  # before the checkpoint naming it
+            best_file_ok = True
+        save(ckpt_path, {**weights, "optimizer": optimizer.state_dict(), "history": [asdict(h) for h in history],
+                         "rng": _rng_state(generator), "best": {"epoch": best_epoch, "value": best_value}})
         if on_epoch is not None:
             on_epoch(result)
 
     test = task.evaluate(model, "test")
     saved = load_checkpoint(ckpt_path, map_location="cpu")
     saved["test"] = {task.metric: test}
-    with guard():
-        save_checkpoint(ckpt_path, {k: v for k, v in saved.items() if k not in ("format", "version")})
-    return FitResult(config, history, test, task.metric, ckpt_path, str(dev), resumed_from=start_epoch)
+    save(ckpt_path, {k: v for k, v in saved.items() if k not in ("format", "version")})
+    best_test = None
+    if best_file_ok:
+        best_saved = load_checkpoint(best_path, map_location="cpu")
+        if best_epoch == epoch_of(saved):
+            best_test = test  # the last epoch is the best one: same weights
+        else:
+            best_model = task.build_model().to(dev)
+            best_model.load_state_dict(best_saved["state_dict"])
+            best_test = task.evaluate(best_model, "test")
+        best_saved["test"] = {task.metric: best_test}
+        save(best_path, {k: v for k, v in best_saved.items() if k not in ("format", "version")})
+    return FitResult(config, history, test, task.metric, ckpt_path, str(dev), resumed_from=start_epoch,
+                     best_epoch=best_epoch, best_checkpoint=best_path if best_file_ok else None,
+                     best_test_metric=best_test)
+
+
+def epoch_of(checkpoint: dict[str, Any]) -> int:
+    return int(checkpoint["epoch"])

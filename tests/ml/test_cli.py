@@ -63,8 +63,11 @@ def test_train_cnn_json_lines(cnn_run):
     out, lines = cnn_run
     assert [line["epoch"] for line in lines[:-1]] == [1, 2]
     assert set(lines[0]) == {"epoch", "train_loss", "val_accuracy", "seconds"}
-    assert set(lines[-1]) == {"test_accuracy", "checkpoint"} and lines[-1]["test_accuracy"] > 0.6
-    assert Path(lines[-1]["checkpoint"]).is_file()
+    assert set(lines[-1]) == {"test_accuracy", "checkpoint", "best_epoch", "best_test_accuracy", "best_checkpoint"}
+    assert lines[-1]["test_accuracy"] > 0.6
+    assert Path(lines[-1]["checkpoint"]).is_file() and Path(lines[-1]["best_checkpoint"]).is_file()
+    best = max(lines[:-1], key=lambda line: line["val_accuracy"])  # the earliest among equals
+    assert lines[-1]["best_epoch"] == best["epoch"]
     for name in ("metrics.json", "loss.png", "validation.png"):
         assert (out / name).is_file()
 

@@ -32,16 +32,22 @@ def test_a_run_named_by_its_dataset_resumes_on_a_machine_whose_data_is_elsewhere
 
 def test_every_checkpoint_write_happens_inside_the_guard_and_a_refusal_stops_training(shared_data, tmp_path):
     entered: list[int] = []
+    saved: list[str] = []
     spec = f"idx:{shared_data / 'mnist-8k'}"
 
     @contextmanager
     def guard():
         entered.append(len(entered))
         yield
+        assert len(saved) == len(entered) - 1  # on_saved runs after the guarded write, not inside it
 
-    result = fit(_config(), data_dir=shared_data, out_dir=tmp_path / "a", dataset_spec=spec, write_guard=guard)
-    assert len(entered) == 3  # two epochs and the final test metric
+    result = fit(_config(), data_dir=shared_data, out_dir=tmp_path / "a", dataset_spec=spec, write_guard=guard,
+                 on_saved=lambda path: saved.append(path.name))
+    assert len(entered) == len(saved)  # every file written was written inside the guard
+    assert saved.count("checkpoint.pt") == 3  # two epochs and the final test metric
+    assert saved[0] == "best.pt" and saved[-2:] == ["checkpoint.pt", "best.pt"]  # best first, its test metric last
     assert load_checkpoint(result.checkpoint)["test"]["accuracy"] == result.test_metric
+    assert load_checkpoint(result.best_checkpoint)["test"]["accuracy"] == result.best_test_metric
 
     class Refused(RuntimeError):
         pass
