@@ -2,7 +2,8 @@
 
 Every key is built here from a validated run id or sha256, never from a client's string:
 
-    runs/<run_id>/checkpoint.pt      the run's checkpoint (replaced after every epoch)
+    runs/<run_id>/checkpoint.pt      the run's checkpoint (replaced after every epoch): the last weights
+    runs/<run_id>/best.pt            the weights of its best validation epoch (replaced on each new best)
     runs/<run_id>/<plot>.png         its curves
     datasets/<sha256>.tar            an uploaded dataset (core/dataset_files.py makes the canonical tar)
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from core.objectstore import ObjectMissing, ObjectStore, open_object_store
 from core.objectstore_local import LocalObjectStore
 from core.settings import Settings, artifacts_location
-from ml.config import CHECKPOINT_NAME
+from ml.config import CHECKPOINT_NAME, CHECKPOINTS
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -60,6 +61,13 @@ def run_key(run_id: str, name: str) -> str:
 def checkpoint_key(run_id: str) -> str:
     """The key of the run's checkpoint."""
     return run_key(run_id, CHECKPOINT_NAME)
+
+
+def checkpoint_key_for(run_id: str, which: str = "last") -> str:
+    """The key of the run's "best" (best.pt) or "last" (checkpoint.pt) checkpoint."""
+    if which not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {str(which)[:20]!r}; choose one of {', '.join(CHECKPOINTS)}")
+    return run_key(run_id, CHECKPOINTS[which])
 
 
 def plot_key(run_id: str, name: str) -> str:
