@@ -3,9 +3,11 @@
 `INKWELL_API_KEYS="admin:KEY1,infer:KEY2,read:KEY3"` (one `scope:key` pair per entry; a key listed under
 several scopes has all of them; the old single `INKWELL_API_KEY` is an admin key). Scopes:
 
-- `read`: runs, metrics, events, plots, sweeps, models, datasets, workers (and `/metrics` unless it is public)
+- `read`: runs, metrics, events, plots, sweeps, models, datasets, workers, evaluations, comparisons and the
+  report (and `/metrics` unless it is public)
 - `infer`: /predict, /activation-maps, /transliterate
-- `train`: POST /train, POST /runs/{id}/cancel, POST /datasets (uploads)
+- `train`: POST /train, POST /runs/{id}/cancel, POST /datasets (uploads), evaluations (create, cancel) and
+  POST /report/reproduce: everything that queues work for the workers
 - `admin`: everything, including the checkpoint and artifact downloads, promotion and deleting a dataset
 
 With no key configured nothing is checked (the server listens on 127.0.0.1 by default). With any key set,
@@ -72,6 +74,11 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/runs/{run_id}/cancel"): "train",
     ("GET", "/runs/{run_id}/checkpoint"): "admin",
     ("POST", "/models/{model}/promote"): "admin",
+    ("POST", "/runs/{run_id}/evaluations"): "train",
+    ("GET", "/runs/{run_id}/evaluations"): "read",
+    ("GET", "/evaluations/{evaluation_id}"): "read",
+    ("GET", "/evaluations/{evaluation_id}/events"): "read",
+    ("POST", "/evaluations/{evaluation_id}/cancel"): "train",
 }
 
 

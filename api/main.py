@@ -17,7 +17,18 @@ from api.limits import InferenceAdmission, InferenceGate, JsonBodyLimit
 from api.model_cache import ModelCache
 from api.observability import install_metrics, make_metrics
 from api.openapi import install_openapi
-from api.routes import dashboard, datasets, health, inference, models, runs, sweeps, training, workers
+from api.routes import (
+    dashboard,
+    datasets,
+    evaluations,
+    health,
+    inference,
+    models,
+    runs,
+    sweeps,
+    training,
+    workers,
+)
 from api.serving import ClassifierBatchers, TransliteratorBatchers
 from api.serving_view import ServingView
 from core.db import make_engine
@@ -83,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_metrics(app, metrics)
     # inference first: routes are matched in order, and /predict is the hot path (a few % of its time)
-    for module in (inference, health, training, datasets, runs, sweeps, models, workers, dashboard):
+    for module in (inference, health, training, datasets, runs, evaluations, sweeps, models, workers, dashboard):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -1,4 +1,5 @@
-"""Database tables: runs, their per-epoch and final metrics, artifacts, promoted models and live workers."""
+"""Database tables: runs, their per-epoch and final metrics, artifacts, evaluations, promoted models and live
+workers."""
 
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ class Run(Base):
     sent_at: Mapped[datetime | None]  # when its training message was last sent (None: never)
     sends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # messages sent so far
     best_val_metric: Mapped[float | None] = mapped_column(Float)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)  # the epoch its best.pt holds (None: not known)
     # the uploaded dataset's content hash when it trains on one (a worker fetches exactly those bytes)
     dataset_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
 
@@ -169,6 +171,64 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="artifacts")
+
+
+CHECKPOINT_CHOICES = ("best", "last")
+EVALUATION_SPLITS = ("val", "test")
+
+
+class Evaluation(Base):
+    """One scoring of a run's checkpoint on a dataset split, done by a worker like a training run.
+
+    `request_key` hashes everything that decides the result (run, checkpoint, dataset and its content hash,
+    split, parameters): an identical request finds this row instead of computing it again.
+    """
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        CheckConstraint(_one_of("checkpoint", CHECKPOINT_CHOICES), name="checkpoint"),
+        CheckConstraint(_one_of("split", EVALUATION_SPLITS), name="split"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4().hex
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    request_key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the canonical request
+    checkpoint: Mapped[str] = mapped_column(String(8))  # asked for: best | last
+    checkpoint_used: Mapped[str | None] = mapped_column(String(8))  # what answered (a run without best.pt: last)
+    checkpoint_epoch: Mapped[int | None] = mapped_column(Integer)  # the epoch of the weights scored
+    dataset: Mapped[str] = mapped_column(String(255))
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64))  # an uploaded dataset's content hash
+    split: Mapped[str] = mapped_column(String(8))
+    params: Mapped[dict[str, Any]]  # decoding, beam_size, length_penalty, limit (canonical)
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued", index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    error: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None]
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # examples scored so far
+    total: Mapped[int | None] = mapped_column(Integer)  # examples to score (known once started)
+    metric: Mapped[str | None] = mapped_column(String(32))  # accuracy | error_rate
+    value: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int | None] = mapped_column(Integer)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict[str, Any] | None]  # bounded examples: confusion matrix, mistakes, worst sentences
+
+    run: Mapped[Run] = relationship()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
 
 
 class PromotedModel(Base):

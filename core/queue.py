@@ -17,6 +17,7 @@ from celery import Celery
 from core.settings import Settings, ensure_dirs, get_settings
 
 TRAIN_TASK = "inkwell.train_run"
+EVALUATE_TASK = "inkwell.evaluate"  # scoring a run's checkpoint (core/evaluations.py): same queues as training
 DEVICE_REQUESTS = ("gpu", "cpu", "any")  # what a run may ask for (runs.device_request)
 WORKER_QUEUES = ("gpu", "cpu")  # the queue suffixes; a worker serves one
 
@@ -78,4 +79,13 @@ def enqueue_training(app: Celery, run_id: str, settings: Settings | None = None,
     task_id = str(uuid.uuid4())
     for queue in queues_for(device_request, settings or get_settings()):
         app.send_task(TRAIN_TASK, args=[run_id], queue=queue, task_id=task_id)
+    return task_id
+
+
+def enqueue_evaluation(app: Celery, evaluation_id: str, settings: Settings | None = None,
+                       device_request: str = "any") -> str:
+    """Send an evaluation's message to the queues of its run's device request, as training does."""
+    task_id = str(uuid.uuid4())
+    for queue in queues_for(device_request, settings or get_settings()):
+        app.send_task(EVALUATE_TASK, args=[evaluation_id], queue=queue, task_id=task_id)
     return task_id

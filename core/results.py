@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from core.db import FRESH
 from core.models import Artifact, EpochMetric, FinalMetric, PromotedModel, Run, utcnow
 from core.runs import fence
-from core.storage import ArtifactStore, checkpoint_key
+from core.storage import ArtifactStore, checkpoint_key_for
 from core.upsert import upsert
+from ml.config import CHECKPOINTS
 from ml.kinds import find_kind
 
 
@@ -64,6 +65,15 @@ def record_final(session: Session, run_id: str, name: str, value: float | None, 
         fence(session, run_id, worker)
     values = {"run_id": run_id, "name": name, "value": _finite(value)}
     upsert(session, FinalMetric, values, ["run_id", "name"], ["value"])
+    session.commit()
+
+
+def record_best_epoch(session: Session, run_id: str, epoch: int | None, *, worker: str | None = None) -> None:
+    """Store which epoch the run's best checkpoint (best.pt) holds (fenced by `worker`'s lease when given)."""
+    if worker is not None:
+        fence(session, run_id, worker)
+    session.execute(update(Run).where(Run.id == run_id).values(best_epoch=epoch)
+                    .execution_options(synchronize_session=False))
     session.commit()
 
 
@@ -131,17 +141,24 @@ def final_metrics(session: Session, run_id: str) -> dict[str, float | None]:
     return {name: value for name, value in rows}
 
 
-def checkpoint_key_of(session: Session, store: ArtifactStore, run_id: str) -> str | None:
-    """The key of the run's checkpoint in the store: a registered checkpoint artifact, else the usual key;
-    None when the store holds neither (StoreUnavailable when it cannot be reached)."""
+def checkpoint_key_of(session: Session, store: ArtifactStore, run_id: str, which: str = "last") -> str | None:
+    """The key of the run's "last" (default) or "best" checkpoint in the store; None when the store holds none
+    (StoreUnavailable when it cannot be reached; ValueError for another `which`).
+
+    "last": a registered checkpoint artifact other than best.pt, else the usual key (checkpoint.pt).
+    "best": best.pt (registered or not). Runs trained before best.pt existed have none.
+    """
+    default = checkpoint_key_for(run_id, which)
+    best_name = CHECKPOINTS["best"]
     stmt = select(Artifact.path).where(Artifact.run_id == run_id, Artifact.kind == "checkpoint")
     for key in session.scalars(stmt):
+        if (key.rsplit("/", 1)[-1] == best_name) != (which == "best"):
+            continue  # the other checkpoint
         try:
             if store.objects.exists(key):
                 return key
         except ValueError:  # not a valid key (a row written by hand): never used
             continue
-    default = checkpoint_key(run_id)
     return default if store.objects.exists(default) else None
 
 

@@ -15,12 +15,14 @@ from sqlalchemy.exc import OperationalError
 
 from core.db import get_sessionmaker
 from core.errors import one_line
-from core.models import Run, utcnow
-from core.queue import TRAIN_TASK, enqueue_training, make_celery
+from core.evaluations import send_evaluation, waiting_for_run
+from core.models import Evaluation, Run, utcnow
+from core.queue import EVALUATE_TASK, TRAIN_TASK, enqueue_training, make_celery
 from core.runs import set_task_id
 from core.settings import get_settings
 from core.workers import WorkerInfo
 from ml.kinds import load_kind_modules
+from worker.evaluation import evaluate_one
 from worker.reaper import Reaper
 from worker.registry import WorkerHeartbeat
 from worker.training import DEVICE_ENV, STOPPING, describe_device, train_run
@@ -68,7 +70,50 @@ def train_run_task(self: Task, run_id: str) -> str:
         _busy.clear()
     if outcome == "interrupted":
         resend(run_id)
+    elif outcome == "succeeded":
+        send_waiting_evaluations(run_id)
     return outcome
+
+
+@celery_app.task(name=EVALUATE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def evaluate_task(self: Task, evaluation_id: str) -> str:
+    """Claim and score `evaluation_id` (worker.evaluation.evaluate_one); never raises for a problem of the
+    evaluation itself. An unreachable database before the claim retries the message later."""
+    _busy.set()
+    try:
+        outcome = evaluate_one(evaluation_id, worker=self.request.hostname or worker_name())
+    except OperationalError as exc:
+        log.warning("evaluation %s: database unreachable before the claim (%s); retrying in %d s", evaluation_id,
+                    type(exc).__name__, CLAIM_RETRY_SECONDS)
+        raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_RETRIES) from None
+    finally:
+        _busy.clear()
+    if outcome == "interrupted":
+        _send_evaluation_again(evaluation_id)
+    return outcome
+
+
+def send_waiting_evaluations(run_id: str) -> None:
+    """The run just succeeded: send the evaluations that were waiting for it (else a reaper does, later)."""
+    settings = get_settings()
+    try:
+        with get_sessionmaker()() as session:
+            device_request = session.get(Run, run_id).device_request
+            for evaluation_id in waiting_for_run(session, run_id):
+                send_evaluation(session, celery_app, settings, evaluation_id, device_request)
+                log.info("run %s succeeded: evaluation %s sent", run_id, evaluation_id)
+    except Exception as exc:
+        log.warning("run %s: could not send its waiting evaluations (%s); a reaper will", run_id, one_line(exc))
+
+
+def _send_evaluation_again(evaluation_id: str) -> None:
+    settings = get_settings()
+    try:
+        with get_sessionmaker()() as session:
+            run_id = session.get(Evaluation, evaluation_id).run_id
+            send_evaluation(session, celery_app, settings, evaluation_id, session.get(Run, run_id).device_request)
+    except Exception as exc:
+        log.warning("evaluation %s: could not send it again (%s); a reaper will", evaluation_id, one_line(exc))
 
 
 def resend(run_id: str) -> None:

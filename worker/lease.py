@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,8 +29,11 @@ class LeaseKeeper:
         worker: str,
         lease_seconds: float,
         interval: float,
+        beat: Callable[..., bool] = heartbeat,
     ) -> None:
-        self.factory, self.run_id, self.worker = factory, run_id, worker
+        """`beat(session, id, worker, lease_seconds)` renews the lease (core.runs.heartbeat for a run;
+        core.evaluations.heartbeat_evaluation for an evaluation)."""
+        self.factory, self.run_id, self.worker, self.beat = factory, run_id, worker, beat
         self.lease_seconds, self.interval = float(lease_seconds), float(interval)
         self._stop = threading.Event()
         self._lost = threading.Event()
@@ -65,7 +69,7 @@ class LeaseKeeper:
         with self.factory() as session:
             while not self._stop.wait(self.interval):
                 try:
-                    alive = heartbeat(session, self.run_id, self.worker, self.lease_seconds)
+                    alive = self.beat(session, self.run_id, self.worker, self.lease_seconds)
                 except Exception as exc:  # the database may be briefly unreachable: try again next beat
                     session.rollback()
                     log.warning("run %s: heartbeat failed (%s: %s); retrying", self.run_id,

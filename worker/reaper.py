@@ -18,6 +18,7 @@ from celery import Celery
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import evaluations
 from core.errors import one_line
 from core.models import Run, utcnow
 from core.queue import enqueue_training
@@ -105,6 +106,30 @@ def resend_unsent(session: Session, app: Celery, settings: Settings, *, now: dat
     return sent
 
 
+def reap_evaluations(session: Session, app: Celery, settings: Settings, *, now: datetime | None = None,
+                     ) -> list[str]:
+    """Evaluations get the same care as runs: those whose worker died (lease expired) are queued again, queued
+    ones whose run succeeded and whose message is missing or old are sent (again), and those whose run failed
+    or was cancelled are failed. Returns the ids sent."""
+    now = now or utcnow()
+    requeued = evaluations.requeue_expired(session, now)
+    for evaluation_id in requeued:
+        log.info("reaper: evaluation %s lost its worker; queued again", evaluation_id)
+    failed = evaluations.fail_orphans(session)
+    if failed:
+        log.info("reaper: %d evaluation(s) of runs that did not succeed marked failed", failed)
+    sent = []
+    due = evaluations.sendable(session, now=now, unsent_grace=settings.unsent_grace_seconds,
+                               resend_after=settings.resend_after_seconds)
+    for evaluation_id, device_request in due:
+        try:
+            if evaluations.send_evaluation(session, app, settings, evaluation_id, device_request, now=now):
+                sent.append(evaluation_id)
+        except Exception as exc:
+            log.warning("reaper: could not send evaluation %s (%s)", evaluation_id, one_line(exc, with_type=True))
+    return sent
+
+
 class Reaper:
     """A daemon thread calling `reap_once` every `interval` seconds (first pass at once)."""
 
@@ -134,6 +159,7 @@ class Reaper:
                 try:
                     reap_once(session, self.app, self.settings)
                     resend_unsent(session, self.app, self.settings)
+                    reap_evaluations(session, self.app, self.settings)
                 except Exception as exc:  # e.g. the database is down: try again next pass
                     session.rollback()
                     log.warning("reaper: pass failed (%s)", one_line(exc, with_type=True))

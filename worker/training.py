@@ -24,13 +24,13 @@ from core.datasets import materialize
 from core.db import get_sessionmaker
 from core.errors import one_line
 from core.models import Run
-from core.objectstore import StoreUnavailable
-from core.results import add_artifact, epochs, record_epoch, record_final
+from core.objectstore import ObjectMissing, StoreUnavailable
+from core.results import add_artifact, epochs, record_best_epoch, record_epoch, record_final
 from core.runs import LeaseLost, claim_run, fence, finish_run, is_cancel_requested, release_run
 from core.settings import Settings, get_settings
-from core.storage import ArtifactStore, checkpoint_key, open_artifacts, plot_key
+from core.storage import ArtifactStore, checkpoint_key, checkpoint_key_for, open_artifacts, plot_key, run_key
 from ml.checkpoint import load_checkpoint
-from ml.config import CHECKPOINT_NAME, TrainConfig
+from ml.config import BEST_NAME, CHECKPOINT_NAME, TrainConfig
 from ml.data.catalog import resolve_dataset
 from ml.errors import Cancelled
 from ml.kinds import get_kind
@@ -248,21 +248,22 @@ def _train_claimed(
         local_checkpoint = out_dir / CHECKPOINT_NAME
         if stored(lambda: store.fetch_checkpoint(run_id, local_checkpoint), "read the checkpoint"):
             log.info("run %s: checkpoint fetched from %s", run_id, store.url)
+            stored(lambda: _fetch_best(store, run_id, out_dir / BEST_NAME), "read the best checkpoint")
+        else:
+            (out_dir / BEST_NAME).unlink(missing_ok=True)
         done = backfill_from_checkpoint(session, run_id, local_checkpoint, config, worker)
 
-        @contextmanager
-        def checkpoint_written() -> Iterator[None]:
-            """Around fit's checkpoint write: fenced, then the complete file is put in the store."""
-            with fenced():
-                yield
-            upload(checkpoint_key(run_id), lambda: store.objects.put_file(checkpoint_key(run_id), local_checkpoint))
+        def saved(path: Path) -> None:
+            """After fit wrote checkpoint.pt or best.pt (fenced): the complete file is put in the store."""
+            key = run_key(run_id, path.name)
+            upload(key, lambda: store.objects.put_file(key, path))
 
         log.info("run %s claimed by %s on %s: attempt %d, %s on %s, %d epochs, %s", run_id, worker,
                  run.device, run.attempt, run.model, run.dataset, config.epochs,
                  f"resuming after epoch {done}" if done else "starting at epoch 1")
         result = fit_model(config, data_dir=s.data_dir, out_dir=out_dir, resume=True, on_epoch=on_epoch,
                            should_cancel=StopCheck(session, run_id, lease), device=requested,
-                           dataset_spec=spec, write_guard=checkpoint_written)
+                           dataset_spec=spec, write_guard=fenced, on_saved=saved)
         if lease.lost:
             return lease_lost()
         history = [{"epoch": h.epoch, "train_loss": h.train_loss, "val_metric": h.val_metric,
@@ -273,6 +274,9 @@ def _train_claimed(
         def record_results() -> None:
             sync_epochs(session, run_id, history, worker)
             record_final(session, run_id, final_name, result.test_metric, worker=worker)
+            if result.best_checkpoint is not None:
+                record_final(session, run_id, f"best_{final_name}", result.best_test_metric, worker=worker)
+                record_best_epoch(session, run_id, result.best_epoch, worker=worker)
 
         retrying(record_results, patience, f"run {run_id}: final metrics", session)
         plots = _plots([h.as_json() for h in result.history], result.metric)
@@ -280,6 +284,8 @@ def _train_claimed(
             key = plot_key(run_id, name)
             upload(key, lambda key=key, png=png: store.objects.put_bytes(key, png))
         files = [("checkpoint", CHECKPOINT_NAME, checkpoint_key(run_id), local_checkpoint.stat().st_size),
+                 *([("checkpoint", BEST_NAME, checkpoint_key_for(run_id, "best"),
+                     result.best_checkpoint.stat().st_size)] if result.best_checkpoint is not None else []),
                  *(("plot", name, plot_key(run_id, name), len(png)) for name, png in plots.items())]
 
         def register() -> None:
@@ -313,6 +319,14 @@ def _train_claimed(
         _finish_quietly(session, run_id, "failed", message, worker)
         log.info("run %s finished: failed (%s)", run_id, message)
         return "failed"
+
+
+def _fetch_best(store: ArtifactStore, run_id: str, dest: Path) -> None:
+    """The run's stored best.pt into `dest` (removed when the store has none: fit then trusts no best file)."""
+    try:
+        store.objects.get_file(checkpoint_key_for(run_id, "best"), dest)
+    except ObjectMissing:
+        dest.unlink(missing_ok=True)
 
 
 def retrying(action: Callable[[], T], seconds: float, what: str, session: Session,
