@@ -64,11 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="dataset spec")
     source.add_argument("--file", type=Path, help="a pairs file (english<TAB>spanish<TAB>…)")
-    ev.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    ev.add_argument("--split", choices=["test", "val", "train", "all"], default="test",
+                    help="the split as fit made it (all: the three one after another)")
+    ev.add_argument("--limit", type=int, help="score only the first N examples of the split (as train --limit)")
+    ev.add_argument("--details", action="store_true",
+                    help="add per-class results and mistakes (images) or worst and sample sentences (pairs)")
     ev.add_argument("--decoding", choices=["greedy", "beam"], default="greedy")
     ev.add_argument("--beam-size", type=int, default=5)
-    ev.add_argument("--alpha", type=float, default=0.0)
-    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--length-penalty", "--alpha", dest="length_penalty", type=float, default=0.0,
+                    help="beam score = log-prob / length ** F")
+    ev.add_argument("--batch-size", type=int, help="default: fit's (1024 images, 256 sentences)")
     ev.add_argument("--device")
     ev.add_argument("--json", action="store_true")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,10 @@ import torch
 from tqdm import tqdm
 
 from ml.config import TrainConfig
-from ml.data.images import load_images
-from ml.data.text import load_pairs, read_pairs_file
 from ml.errors import InputError
+from ml.evaluation import evaluate_checkpoint, evaluate_pairs_file
 from ml.imageprep import image_bytes_to_tensor
 from ml.inference import Classifier, Transliterator, load_predictor
-from ml.metrics import error_rate
 from ml.plots import loss_curve_png, sweep_png, validation_curve_png
 from ml.training import EpochResult, FitResult, fit
 
@@ -112,37 +109,18 @@ def sweep(args: argparse.Namespace, data_dir: Path, emit: Emit) -> list[FitResul
 
 
 def evaluate(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    predictor = load_predictor(args.checkpoint, device=args.device)
-    splits = ["train", "val", "test"] if args.split == "all" else [args.split]
-    if isinstance(predictor, Classifier):
-        if args.data is None:
-            raise InputError("--file is for seq2seq checkpoints; give --data for a CNN")
-        data = load_images(args.data, data_dir, seed=predictor.config.seed)
-        images = torch.cat([getattr(data, s).images for s in splits])  # (N, 1, 28, 28)
-        labels = torch.cat([getattr(data, s).labels for s in splits])  # (N,)
-        started = time.perf_counter()
-        correct = 0
-        with torch.inference_mode():
-            for i in range(0, len(labels), args.batch_size):
-                log_probs = predictor.model(images[i : i + args.batch_size].to(predictor.device))  # (B, C)
-                correct += int((log_probs.argmax(1).cpu() == labels[i : i + args.batch_size]).sum())
-        return {"accuracy": correct / max(len(labels), 1), "n": len(labels),
-                "seconds": time.perf_counter() - started}
-    assert isinstance(predictor, Transliterator)
-    cfg = predictor.config
+    options: dict[str, Any] = {
+        "decoding": args.decoding, "beam_size": args.beam_size, "length_penalty": args.length_penalty,
+        "limit": args.limit, "details": args.details, "device": args.device, "batch_size": args.batch_size,
+    }
     if args.file is not None:
-        pairs = read_pairs_file(args.file, direction=cfg.direction, max_length=cfg.max_length)
+        result = evaluate_pairs_file(args.checkpoint, args.file, **options)
     else:
-        data = load_pairs(args.data, data_dir, direction=cfg.direction, max_length=cfg.max_length)
-        pairs = [p for s in splits for p in getattr(data, s)]
-    if not pairs:
-        raise InputError("no sentence pairs to evaluate")
-    started = time.perf_counter()
-    hyps = predictor.translate([s for s, _ in pairs], decoding=args.decoding, beam_size=args.beam_size,
-                               alpha=args.alpha, batch_size=args.batch_size)
-    seconds = time.perf_counter() - started
-    return {"error_rate": error_rate([h[0].text for h in hyps], [t for _, t in pairs]), "n": len(pairs),
-            "seconds": seconds}
+        result = evaluate_checkpoint(args.checkpoint, args.data, data_dir, split=args.split, **options)
+    out = {result.metric: result.value, "n": result.n, "seconds": result.seconds, "epoch": result.epoch}
+    if args.details:
+        out["details"] = result.details
+    return out
 
 
 def translate(args: argparse.Namespace) -> list[dict[str, Any]]:

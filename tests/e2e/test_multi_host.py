@@ -161,7 +161,7 @@ def test_workers_sharing_no_disk_train_resume_and_serve_through_the_object_store
     # Every artifact the API lists downloads, with the size it lists.
     for run_id in [*run_ids, s2s["run_id"]]:
         listed = http.get(f"/runs/{run_id}/artifacts").json()["artifacts"]
-        assert {a["name"] for a in listed} == {"checkpoint.pt", "loss.png", "validation.png"}
+        assert {a["name"] for a in listed} == {"checkpoint.pt", "best.pt", "loss.png", "validation.png"}
         for artifact in listed:
             body = http.get(artifact["url"])
             assert body.status_code == 200 and len(body.content) == artifact["size_bytes"] > 0

@@ -14,7 +14,6 @@ from ml.kinds.cnn import build
 from ml.recipes import ImageRecipe
 from ml.training import fit, improves
 
-
 DATA = "mnist-8k"
 
 

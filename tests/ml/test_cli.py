@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.cli import build_parser
+from ml.evaluation import evaluate_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,6 +97,36 @@ def test_evaluate_cnn(cnn_run, shared_data):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["n"] == 800 and 0.5 < result["accuracy"] <= 1 and result["seconds"] > 0
+    assert result["epoch"] == 2 and "details" not in result
+
+
+def test_evaluate_limit_and_details_give_evaluate_checkpoints_numbers(cnn_run, s2s_run, shared_data):
+    spec = f"idx:{shared_data / 'mnist-8k'}"
+    proc = run_ml("evaluate", "--checkpoint", cnn_run[0] / "best.pt", "--data", spec, "--split", "val",
+                  "--limit", "100", "--details", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    expected = evaluate_checkpoint(cnn_run[0] / "best.pt", spec, shared_data, split="val", limit=100)
+    assert got["n"] == expected.n == 100 and got["accuracy"] == expected.value and got["epoch"] == expected.epoch
+    assert sum(map(sum, got["details"]["confusion"])) == 100 and len(got["details"]["mistakes"]) <= 12
+
+    ckpt = s2s_run[0] / "checkpoint.pt"
+    proc = run_ml("evaluate", "--checkpoint", ckpt, "--data", "spa-eng", "--split", "val", "--limit", "40",
+                  "--decoding", "beam", "--beam-size", "2", "--alpha", "0.5", "--details", "--json",
+                  data_dir=shared_data)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    expected = evaluate_checkpoint(ckpt, "pairs:spa-eng", shared_data, split="val", limit=40, decoding="beam",
+                                   beam_size=2, length_penalty=0.5, details=True)
+    assert got["n"] == 40 and got["error_rate"] == expected.value and got["details"] == expected.details
+
+
+def test_evaluate_takes_length_penalty_or_its_old_name_alpha():
+    base = ["evaluate", "--checkpoint", "c.pt", "--data", "mnist"]
+    assert build_parser().parse_args([*base, "--length-penalty", "0.5"]).length_penalty == 0.5
+    assert build_parser().parse_args([*base, "--alpha", "0.25"]).length_penalty == 0.25
+    args = build_parser().parse_args(base)
+    assert (args.length_penalty, args.limit, args.details, args.batch_size) == (0.0, None, False, None)
 
 
 def test_train_translate_and_evaluate_seq2seq(s2s_run, shared_data):

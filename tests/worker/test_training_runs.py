@@ -35,7 +35,7 @@ def _assert_recorded_while_training(stack: Stack, run_id: str, n_epochs: int) ->
 def _assert_artifacts(stack: Stack, run_id: str) -> dict:
     artifacts = stack.artifacts(run_id)
     assert {name: a.kind for name, a in artifacts.items()} == {
-        "checkpoint.pt": "checkpoint", "loss.png": "plot", "validation.png": "plot"}
+        "checkpoint.pt": "checkpoint", "best.pt": "checkpoint", "loss.png": "plot", "validation.png": "plot"}
     for name, artifact in artifacts.items():
         assert artifact.path == run_key(run_id, name)
         content = stack.store.objects.get_bytes(artifact.path)
@@ -76,7 +76,11 @@ def test_postgres_redis_worker_trains_a_cnn_run(make_stack, shared_data) -> None
     with torch.no_grad():
         predicted = model(test.images[:300]).argmax(dim=1)  # (300,)
     accuracy = (predicted == test.labels[:300]).float().mean().item()
-    assert stack.final_metrics(run_id) == {"test_accuracy": pytest.approx(accuracy, abs=1e-6)}
+    finals = stack.final_metrics(run_id)
+    assert set(finals) == {"test_accuracy", "best_test_accuracy"}
+    assert finals["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    vals = [r.val_metric for r in rows]
+    assert run.best_epoch == vals.index(max(vals)) + 1
 
     log = worker.log()
     assert len(re.findall(rf"run {run_id} claimed by {re.escape(worker.name)} on ", log)) == 1
@@ -103,7 +107,7 @@ def test_embedded_sqlite_worker_trains_a_seq2seq_run(make_stack) -> None:
     assert [h["val_metric"] for h in saved["history"]] == pytest.approx([r.val_metric for r in rows])
     assert run.best_val_metric == pytest.approx(min(r.val_metric for r in rows))  # error rate: lower is best
     finals = stack.final_metrics(run_id)
-    assert set(finals) == {"test_error_rate"}
+    assert set(finals) == {"test_error_rate", "best_test_error_rate"}
     assert finals["test_error_rate"] == pytest.approx(saved["test"]["error_rate"])
     assert finals["test_error_rate"] >= 0
 
