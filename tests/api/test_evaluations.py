@@ -86,3 +86,18 @@ def test_an_evaluation_of_a_run_still_training_waits_and_bad_requests_are_refuse
     assert client.post(f"/runs/{'0' * 32}/evaluations", json={"split": "test"}).status_code == 404
     assert client.get(f"/evaluations/{'0' * 32}").status_code == 404
     assert client.get("/evaluations/not-an-id").status_code == 404
+
+
+def test_the_event_stream_of_a_finished_evaluation_sends_its_status_and_ends(app, client, fake_worker):
+    (run_id,) = fake_worker.create("cnn")
+    fake_worker.train(run_id, [0.5])
+    made = client.post(f"/runs/{run_id}/evaluations", json={"split": "test"}).json()
+    with app.state.sessionmaker() as session:
+        repo.claim_evaluation(session, made["id"], "w1", "cpu", 60)
+        repo.set_progress(session, made["id"], "w1", 10, 20)
+        repo.finish_evaluation(session, made["id"], "succeeded", worker="w1",
+                               result={"metric": "accuracy", "value": 0.5, "n": 20, "seconds": 0.1})
+    with client.stream("GET", f"/evaluations/{made['id']}/events") as stream:
+        text = "".join(stream.iter_text())
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert "event: status" in text and '"status": "succeeded"' in text and '"done": 20' in text
