@@ -183,6 +183,8 @@ class RunOut(BaseModel):
     latest_epoch: Epoch | None
     metric: MetricName
     best_val_metric: float | None
+    best_epoch: int | None = Field(None, description="the epoch of the run's best checkpoint (best.pt), once it "
+                                                     "finished; null for runs trained before best checkpoints")
     test_metric_name: str = Field(description="test_<metric>")
     test_metric: float | None
     created_at: datetime

@@ -203,12 +203,29 @@ export const api = {
     return request("POST", "/activation-maps", { form, query: { run_id: runId, layer, format: "json" } });
   },
   transliterate: (body) => post("/transliterate", body),
+  /** A run's evaluations, newest first (`details`: with each one's examples). */
+  evaluations: (runId, details = false) =>
+    get(`/runs/${encodeURIComponent(runId)}/evaluations`, { details: details || undefined }).then((r) => r.evaluations),
+  /** body: {split, checkpoint, dataset?, decoding?, beam_size?, length_penalty?, limit?}. */
+  evaluate: (runId, body) => post(`/runs/${encodeURIComponent(runId)}/evaluations`, body),
+  evaluation: (id) => get(`/evaluations/${encodeURIComponent(id)}`),
+  cancelEvaluation: (id) => post(`/evaluations/${encodeURIComponent(id)}/cancel`),
+  compare: (ids) => get("/compare", { runs: ids.join(",") }),
+  /** query: {limit?}: read the runs and evaluations made with that limit. */
+  report: (query) => get("/report", query),
+  /** body: {image_dataset, text_dataset, epochs?, limit?, beam_sizes?}. */
+  reproduce: (body) => post("/report/reproduce", body),
 };
 
 export const links = {
   lossPng: (id) => `/runs/${encodeURIComponent(id)}/plots/loss.png`,
   validationPng: (id) => `/runs/${encodeURIComponent(id)}/plots/validation.png`,
-  checkpoint: (id) => `/runs/${encodeURIComponent(id)}/checkpoint`,
+  /** which: undefined (the final epoch's, the route's default), "best" or "last". */
+  checkpoint: (id, which) => `/runs/${encodeURIComponent(id)}/checkpoint${which ? `?which=${which}` : ""}`,
   sweepPng: (id) => `/sweeps/${encodeURIComponent(id)}/plot.png`,
   events: (id) => `/runs/${encodeURIComponent(id)}/events`,
+  evaluationEvents: (id) => `/evaluations/${encodeURIComponent(id)}/events`,
+  compareCsv: (ids) => `/compare/metrics.csv?runs=${ids.map(encodeURIComponent).join(",")}`,
+  compareJson: (ids) => `/compare/metrics.json?runs=${ids.map(encodeURIComponent).join(",")}`,
+  reportPdf: "/report.pdf",
 };

@@ -5,6 +5,8 @@
 import { api, getApiKey, openSession, setApiKey } from "./api.js";
 import { banner, errorBox, h, replace } from "./dom.js";
 import * as classify from "./pages/classify.js";
+import * as compare from "./pages/compare.js";
+import * as report from "./pages/report.js";
 import * as run from "./pages/run.js";
 import * as runs from "./pages/runs.js";
 import * as serving from "./pages/serving.js";
@@ -19,6 +21,8 @@ const ROUTES = [
   { pattern: /^\/runs\/([0-9a-f]{32})$/, page: run, nav: "runs", title: "Run", keys: ["id"] },
   { pattern: /^\/sweeps\/?$/, page: sweeps, nav: "sweeps", title: "Sweeps" },
   { pattern: /^\/sweeps\/([0-9a-f]{32})$/, page: sweep, nav: "sweeps", title: "Sweep", keys: ["id"] },
+  { pattern: /^\/compare\/?$/, page: compare, nav: "runs", title: "Compare runs" },
+  { pattern: /^\/report\/?$/, page: report, nav: "report", title: "Report" },
   { pattern: /^\/train\/?$/, page: train, nav: "train", title: "New training" },
   { pattern: /^\/classify\/?$/, page: classify, nav: "classify", title: "Classify" },
   { pattern: /^\/transliterate\/?$/, page: transliterate, nav: "transliterate", title: "Transliterate" },

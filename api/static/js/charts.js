@@ -113,6 +113,39 @@ export function attentionHeatmap(el, matrix, inputChars, outputChars) {
   return plotly().react(el, [trace], layout, CONFIG);
 }
 
+/**
+ * Confusion matrix as a heatmap: rows = true class, columns = predicted class, each cell's count written
+ * in it; colours by the share of its row (so rare classes read as well as common ones).
+ */
+export function confusionHeatmap(el, matrix, classes) {
+  const labels = classes.map(String);
+  const shares = matrix.map((row) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    return row.map((v) => (total ? v / total : 0));
+  });
+  const trace = {
+    type: "heatmap",
+    z: shares,
+    x: labels,
+    y: labels,
+    text: matrix.map((row) => row.map(String)),
+    texttemplate: "%{text}",
+    textfont: { size: labels.length > 12 ? 9 : 11 },
+    colorscale: [[0, cssVar("--surface-2", "#f1f3f9")], [1, cssVar("--accent", "#4f46e5")]],
+    zmin: 0,
+    zmax: 1,
+    customdata: matrix,
+    hovertemplate: "true %{y}, predicted %{x}: %{customdata} (%{z:.1%} of the row)<extra></extra>",
+    colorbar: { thickness: 10, len: 0.9, tickformat: ".0%" },
+  };
+  const layout = baseLayout({ margin: { l: 56, r: 16, t: 8, b: 48 }, showlegend: false });
+  layout.xaxis = { title: { text: "predicted" }, type: "category", showgrid: false, automargin: true, tickangle: 0 };
+  layout.yaxis = { title: { text: "true", standoff: 8 }, type: "category", autorange: "reversed", showgrid: false,
+    automargin: true };
+  el.style.height = `${Math.max(260, Math.min(560, labels.length * 34 + 90))}px`;
+  return plotly().react(el, [trace], layout, STATIC_CONFIG);
+}
+
 export function purge(el) {
   if (window.Plotly && el) window.Plotly.purge(el);
 }

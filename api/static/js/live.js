@@ -1,4 +1,5 @@
-// Following a run live through its server-sent events (`epoch` and `status`, see GET /runs/{id}/events).
+// Following a run (GET /runs/{id}/events: `epoch`, `status`) or an evaluation (`progress`, `status`) live
+// through their server-sent events.
 
 import { links } from "./api.js";
 import { isFinished } from "./format.js";
@@ -29,6 +30,34 @@ export function followRun(runId, { onEpoch, onStatus, onBroken } = {}) {
   });
   source.addEventListener("error", () => {
     // The browser reconnects by itself (readyState CONNECTING); tell the page only when it gave up.
+    if (!closed && source.readyState === EventSource.CLOSED && onBroken) onBroken();
+  });
+  return close;
+}
+
+/**
+ * Follow an evaluation (GET /evaluations/{id}/events): `onUpdate(data)` for every `progress` and `status`
+ * event (an EvaluationOut without its details); closed once it has finished or when the returned function
+ * is called.
+ */
+export function followEvaluation(evaluationId, { onUpdate, onBroken } = {}) {
+  const source = new EventSource(links.evaluationEvents(evaluationId));
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      source.close();
+    }
+  };
+  const handle = (event) => {
+    const data = parse(event);
+    if (!data) return;
+    if (onUpdate) onUpdate(data);
+    if (isFinished(data.status)) close();
+  };
+  source.addEventListener("progress", handle);
+  source.addEventListener("status", handle);
+  source.addEventListener("error", () => {
     if (!closed && source.readyState === EventSource.CLOSED && onBroken) onBroken();
   });
   return close;

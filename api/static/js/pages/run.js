@@ -1,8 +1,10 @@
-// Run detail: live training-loss and validation curves, progress, config, final test metric, links.
+// Run detail: live training-loss and validation curves, progress, config, final test metric, links, and
+// the run's evaluations (best epoch, checkpoints, the form and the results: see ../evaluations.js).
 
 import { api, links } from "../api.js";
 import { errorBox, h, replace } from "../dom.js";
 import { lineChart, purge } from "../charts.js";
+import { evaluationsCard } from "../evaluations.js";
 import { isFinished, metric, metricLabel, num, parseTime, shortId, statusBadge, valName, valOf } from "../format.js";
 import { followRun } from "../live.js";
 import { hyperParams, progressView, runActions, SERVING_TITLE, servingRole, servingRuns } from "../runbits.js";
@@ -24,6 +26,13 @@ export async function render(root, { id }) {
   } catch {
     serving = {};
   }
+  let datasets = [];
+  try {
+    datasets = await api.datasets();
+  } catch {
+    datasets = []; // the form offers the run's own dataset only
+  }
+  const evaluations = evaluationsCard(run, { datasets });
 
   const head = h("div", { class: "page-head" });
   const summary = h("div", { class: "stats" });
@@ -43,6 +52,7 @@ export async function render(root, { id }) {
       h("div", { class: "card" }, h("h2", {}, `Validation ${run.model === "cnn" ? "accuracy" : "error rate"}`), valChart)),
     liveNote,
     linkList,
+    evaluations.el,
     h("div", { class: "card" }, h("h2", {}, "Configuration"), config)));
 
   const drawHead = () => {
@@ -125,6 +135,7 @@ export async function render(root, { id }) {
     drawCharts();
     drawConfig();
     drawLinks();
+    evaluations.setRun(run, [...epochs.values()]);
   };
 
   let stopped = false;
@@ -142,6 +153,7 @@ export async function render(root, { id }) {
   }
 
   drawAll();
+  evaluations.refresh();
   let close = null;
   if (!isFinished(run.status)) {
     liveNote.textContent = "Following this run live: the charts grow as epochs finish.";
@@ -152,6 +164,7 @@ export async function render(root, { id }) {
           status: run.status === "queued" ? "running" : run.status };
         drawSummary();
         drawCharts();
+        evaluations.setRun(run, [...epochs.values()]);
       },
       onStatus: (s) => {
         run = { ...run, status: s.status, error: s.error, cancel_requested: s.cancel_requested,
@@ -172,6 +185,7 @@ export async function render(root, { id }) {
     stopped = true;
     clearInterval(ticker);
     if (close) close();
+    evaluations.close();
     purge(lossChart);
     purge(valChart);
   };

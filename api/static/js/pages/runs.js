@@ -1,5 +1,6 @@
 // Runs: every run with its model, data, hyper-parameters, status, progress and latest metrics.
-// Polls GET /runs to discover runs and follows the active ones through their event streams.
+// Polls GET /runs to discover runs and follows the active ones through their event streams. Runs ticked
+// in the first column are compared side by side on #/compare?runs=a,b.
 
 import { api } from "../api.js";
 import { errorBox, h, replace } from "../dom.js";
@@ -20,6 +21,7 @@ export async function render(root, { query }) {
     streams: new Map(), // id -> close()
     serving: {},
     filters: { status: query.get("status") || "", model: query.get("model") || "" },
+    selected: new Set(), // run ids ticked for comparison, in the order they were ticked
   };
   const status = h("div", { class: "live-error" });
   const body = h("tbody");
@@ -27,7 +29,8 @@ export async function render(root, { query }) {
     h("p", {}, "No runs yet."), h("a", { class: "btn", href: "#/train" }, "Start a training"));
   const table = h("table", { class: "runs-table" },
     h("caption", { class: "sr-only" }, "Training runs, newest first"),
-    h("thead", {}, h("tr", {}, ["Run", "Model · data", "Hyper-parameters", "Status", "Progress", "Latest metrics", ""]
+    h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "select-cell" }, h("span", { class: "sr-only" }, "Compare")),
+      ["Run", "Model · data", "Hyper-parameters", "Status", "Progress", "Latest metrics", ""]
       .map((t) => h("th", { scope: "col" }, t)))),
     body);
 
@@ -37,6 +40,17 @@ export async function render(root, { query }) {
       onchange: (event) => { state.filters[name] = event.target.value; refresh(true); },
     }, options.map(([v, t]) => h("option", { value: v, selected: state.filters[name] === v }, t))));
 
+  const compareButton = h("button", {
+    type: "button", class: "btn", id: "compare-selected", disabled: true,
+    title: "tick two or more runs to compare them side by side",
+    onclick: () => { window.location.hash = `#/compare?runs=${[...state.selected].join(",")}`; },
+  }, "Compare selected");
+  const drawCompare = () => {
+    const n = state.selected.size;
+    compareButton.disabled = n < 2;
+    compareButton.textContent = n ? `Compare selected (${n})` : "Compare selected";
+  };
+
   replace(root, h("section", { class: "page" },
     h("div", { class: "page-head" },
       h("div", {}, h("h1", {}, "Runs"), h("p", { class: "muted" }, "Live view of every training run.")),
@@ -44,6 +58,7 @@ export async function render(root, { query }) {
         filter("status", "Status", [["", "all"], ["queued", "queued"], ["running", "running"],
           ["succeeded", "succeeded"], ["failed", "failed"], ["cancelled", "cancelled"]]),
         filter("model", "Model", [["", "all"], ["cnn", "cnn"], ["seq2seq", "seq2seq"]]),
+        compareButton,
         h("a", { class: "btn primary", href: "#/train" }, "New training"))),
     status,
     h("div", { class: "table-wrap card" }, table, empty)));
@@ -52,6 +67,15 @@ export async function render(root, { query }) {
     const seconds = state.seconds.get(run.id);
     const role = servingRole(state.serving, run);
     return h("tr", { dataset: { runId: run.id, status: run.status }, class: role ? "serving" : null },
+      h("td", { class: "select-cell" }, h("input", {
+        type: "checkbox", class: "compare-check", checked: state.selected.has(run.id),
+        "aria-label": `Select run ${shortId(run.id)} to compare`,
+        onchange: (event) => {
+          if (event.target.checked) state.selected.add(run.id);
+          else state.selected.delete(run.id);
+          drawCompare();
+        },
+      })),
       h("td", { "data-label": "Run" },
         h("a", { class: "mono strong", href: `#/runs/${run.id}` }, shortId(run.id)),
         h("div", { class: "muted small" }, ago(run.created_at)),
@@ -153,6 +177,8 @@ export async function render(root, { query }) {
       if (reset) state.runs.clear();
       const seen = new Set(runs.map((r) => r.id));
       for (const id of [...state.runs.keys()]) if (!seen.has(id)) state.runs.delete(id);
+      for (const id of [...state.selected]) if (!seen.has(id)) state.selected.delete(id);
+      drawCompare();
       runs.forEach(merge);
       state.serving = serving;
       replace(status);

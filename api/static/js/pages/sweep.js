@@ -28,7 +28,10 @@ export async function render(root, { id }) {
       h("div", {}, h("h1", {}, "Learning-rate sweep ", h("span", { class: "mono" }, shortId(id))),
         h("p", { class: "muted" }, h("span", { class: `model-tag ${sweep.model}` }, sweep.model), ` ${sweep.dataset} · `,
           `best = ${sweep.higher_is_better ? "highest" : "lowest"} validation ${metricLabel(metricKey)}`)),
-      h("a", { class: "btn", href: links.sweepPng(id), target: "_blank", rel: "noopener" }, "Plot (PNG)"));
+      h("div", { class: "toolbar" },
+        h("a", { class: "btn", id: "sweep-compare", href: `#/compare?runs=${sweep.runs.map((r) => r.run_id).join(",")}` },
+          "Compare these runs"),
+        h("a", { class: "btn", href: links.sweepPng(id), target: "_blank", rel: "noopener" }, "Plot (PNG)")));
     replace(table, h("table", { class: "sweep-table" },
       h("caption", { class: "sr-only" }, "Final metrics per learning rate"),
       h("thead", {}, h("tr", {}, ["Learning rate", "Status", "Epochs", "Final training loss",
