@@ -18,6 +18,12 @@ MAX_TOP_K = 100
 PIXELS = 28  # a pixel grid is PIXELS rows of PIXELS numbers
 PredictModel = serving_model("predict")
 TransliterateModel = serving_model("transliterate")
+# Which of a run's checkpoints answers (ml.config.CHECKPOINTS): its best validation epoch's weights or the last.
+Checkpoint = Literal["best", "last"]
+CHECKPOINT_DESCRIPTION = ("best: the weights of the run's best validation epoch (a run trained without best.pt "
+                          "answers with its last); last: the final epoch's")
+ANSWERED_DESCRIPTION = "the checkpoint that answered (`best` asked of a run without best.pt: `last`)"
+EPOCH_DESCRIPTION = "the epoch of the weights that answered"
 
 
 def _layers() -> list[str]:
@@ -44,6 +50,7 @@ class ImageOptions(BaseModel):
 
     run_id: RunId | None = Field(None, description="a succeeded run; default: promoted, else best")
     model: PredictModel | None = Field(None, description="the kind to answer with when no run_id is given")
+    checkpoint: Checkpoint = Field("best", description=CHECKPOINT_DESCRIPTION)
 
 
 class PredictOptions(ImageOptions):
@@ -130,6 +137,8 @@ class TopK(BaseModel):
 
 class PredictResponse(BaseModel):
     run_id: str = Field(description="the run whose model answered")
+    checkpoint: Checkpoint = Field(description=ANSWERED_DESCRIPTION)
+    checkpoint_epoch: int = Field(description=EPOCH_DESCRIPTION)
     label: int
     class_name: str
     probabilities: list[float] = Field(description="one probability per class, in label order")
@@ -141,6 +150,8 @@ class PredictResponse(BaseModel):
 
 class ActivationMapsResponse(BaseModel):
     run_id: str
+    checkpoint: Checkpoint = Field(description=ANSWERED_DESCRIPTION)
+    checkpoint_epoch: int = Field(description=EPOCH_DESCRIPTION)
     layer: Literal["conv1", "conv2"]
     shape: list[int] = Field(description="(channels, height, width)")
     maps: list[list[list[float]]] = Field(description="activations after ReLU, rounded to 4 decimals")
@@ -208,6 +219,7 @@ class TransliterateRequest(BaseModel):
     return_attention: bool = Field(False, description="include the best hypothesis's attention matrix")
     run_id: RunId | None = Field(None, description="a succeeded run; default: promoted, else best")
     model: TransliterateModel | None = Field(None, description="the kind to answer with when no run_id is given")
+    checkpoint: Checkpoint = Field("best", description=CHECKPOINT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _check(self) -> TransliterateRequest:
@@ -256,10 +268,14 @@ class Transliteration(BaseModel):
 
 class TransliterateResponse(Transliteration):
     run_id: str
+    checkpoint: Checkpoint = Field(description=ANSWERED_DESCRIPTION)
+    checkpoint_epoch: int = Field(description=EPOCH_DESCRIPTION)
     decoding: Literal["greedy", "beam"]
 
 
 class TransliterateBatchResponse(BaseModel):
     run_id: str
+    checkpoint: Checkpoint = Field(description=ANSWERED_DESCRIPTION)
+    checkpoint_epoch: int = Field(description=EPOCH_DESCRIPTION)
     decoding: Literal["greedy", "beam"]
     results: list[Transliteration]

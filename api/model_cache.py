@@ -1,4 +1,5 @@
-"""A small thread-safe LRU of loaded predictors, reloading a checkpoint whose file has changed."""
+"""A small thread-safe LRU of loaded predictors (with the epoch of their weights), reloading a checkpoint whose
+file has changed."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from ml.checkpoint import load_checkpoint
 from ml.errors import CheckpointError
-from ml.inference import Predictor, load_predictor
+from ml.inference import Predictor
+from ml.kinds import UnknownKind, kind_of_checkpoint
 
 # What identifies one version of a checkpoint file: modification time (ns), size and inode.
 Signature = tuple[int, int, int]
@@ -24,24 +30,49 @@ def file_signature(path: Path) -> Signature:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded predictor and the epoch its weights are from (None only from a loader that does not say)."""
+
+    predictor: Predictor
+    epoch: int | None
+
+
+def load_served(path: Path | str, device: str | None = None) -> Loaded:
+    """The predictor of a checkpoint written by `fit` (as ml.inference.load_predictor builds it) and the epoch
+    the checkpoint records, from one read of the file; CheckpointError when it is unusable."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_checkpoint(path, map_location=dev)
+    epoch = data.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise CheckpointError(f"checkpoint {path} records no epoch")
+    try:
+        return Loaded(kind_of_checkpoint(data).predictor(data, dev), epoch)
+    except UnknownKind as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or does not match its model ({exc})") from None
+
+
 class ModelCache:
     """LRU of at most `size` predictors keyed by (run_id, checkpoint path, file version).
 
     `get` loads a checkpoint once even when many threads ask for it at the same time (one lock per
-    key), and loads it again when the file was replaced (a new signature drops the old entry).
+    key), and loads it again when the file was replaced (a new signature drops the old entry). `loader`
+    returns a `Loaded` (the default, `load_served`) or a bare predictor (its epoch is then unknown).
     """
 
-    def __init__(self, size: int, loader: Callable[[Path], Predictor] = load_predictor) -> None:
+    def __init__(self, size: int, loader: Callable[[Path], Loaded | Predictor] = load_served) -> None:
         if size < 1:
             raise ValueError("the model cache needs room for at least one model")
         self.size = size
         self._loader = loader
-        self._entries: OrderedDict[tuple[str, str], tuple[Signature, Predictor]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[Signature, Loaded]] = OrderedDict()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()  # guards _entries and _key_locks
         self.loads = 0  # how many times a checkpoint was read (for tests and metrics)
 
-    def _cached(self, key: tuple[str, str], signature: Signature) -> Predictor | None:
+    def _cached(self, key: tuple[str, str], signature: Signature) -> Loaded | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] != signature:
@@ -51,6 +82,10 @@ class ModelCache:
 
     def get(self, run_id: str, path: Path | str) -> Predictor:
         """The predictor of `run_id` loaded from `path` (from the cache while the file is unchanged)."""
+        return self.get_loaded(run_id, path).predictor
+
+    def get_loaded(self, run_id: str, path: Path | str) -> Loaded:
+        """The same, with the epoch the checkpoint records."""
         path = Path(path)
         key = (run_id, str(path))
         signature = file_signature(path)
@@ -64,16 +99,17 @@ class ModelCache:
             found = self._cached(key, signature)  # another thread may have loaded it meanwhile
             if found is not None:
                 return found
-            predictor = self._loader(path)
+            made = self._loader(path)
+            loaded = made if isinstance(made, Loaded) else Loaded(made, None)
             with self._lock:
                 self.loads += 1
-                self._entries[key] = (signature, predictor)
+                self._entries[key] = (signature, loaded)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.size:
                     old, _ = self._entries.popitem(last=False)
                     if old != key:
                         self._key_locks.pop(old, None)
-            return predictor
+            return loaded
 
     def clear(self) -> None:
         """Forget every loaded model."""

@@ -57,14 +57,23 @@ def select_run(session: Session, endpoint: str, run_id: str | None = None, model
     return run, kind
 
 
-def checkpoint_for(store: ArtifactStore, run: Run) -> Path:
-    """The run's current checkpoint as a local file (fetched from the store into the cache once per version);
-    HTTPException 409 when the store has none. StoreUnavailable (503) when the store cannot be reached."""
-    path = store.cached_checkpoint(run.id)
+def checkpoint_for(store: ArtifactStore, run: Run, which: str = "last") -> tuple[Path, str]:
+    """(the run's current `which` checkpoint as a local file, the checkpoint it is: "best" or "last"), fetched
+    from the store into the cache once per version.
+
+    "best" falls back to "last" for a run that has no best.pt (trained before training kept one); the second
+    value says which answered. HTTPException 409 when the store has no checkpoint of the run;
+    StoreUnavailable (503) when the store cannot be reached.
+    """
+    if which == "best":
+        path = store.cached_checkpoint(run.id, "best")
+        if path is not None:
+            return path, "best"
+    path = store.cached_checkpoint(run.id, "last")
     if path is None:
         raise HTTPException(
             409,
             detail=f"run {run.id} succeeded but its checkpoint is missing from the artifact store; "
             "train it again or pick another run",
         )
-    return path
+    return path, "last"

@@ -51,8 +51,12 @@ def _search_rows(request: tuple[list[str], SearchParams]) -> int:
     return len(texts) * (settings.get("beam_size", 1) if settings.get("decoding") == "beam" else 1)
 
 
+BatcherKey = tuple[str, str]  # run id, checkpoint ("best" | "last"): best and last are two models of one run
+
+
 class ModelBatchers:
-    """A batcher per (run, loaded model): a reloaded checkpoint gets a new one and the old one is closed."""
+    """A batcher per (run, checkpoint) and its loaded model: a reloaded checkpoint gets a new one and the old
+    one is closed."""
 
     endpoint = ""
 
@@ -60,22 +64,24 @@ class ModelBatchers:
         self.settings, self.max_items = settings, max_items
         self.stats = EndpointStats(self.endpoint, metrics)
         self._lock = threading.Lock()
-        self._batchers: dict[str, tuple[Predictor, Batcher]] = {}
+        self._batchers: dict[BatcherKey, tuple[Predictor, Batcher]] = {}
 
     def batch_cost(self) -> dict[str, Any]:
         """Batcher arguments bounding a batch's work beyond its item count (none by default)."""
         return {}
 
-    def batcher(self, run_id: str, model: Predictor, make_run: Callable[[Any], Callable]) -> Batcher:
+    def batcher(self, run_id: str, model: Predictor, make_run: Callable[[Any], Callable], checkpoint: str = "last",
+                ) -> Batcher:
+        key = (run_id, checkpoint)
         with self._lock:
-            found = self._batchers.get(run_id)
+            found = self._batchers.get(key)
             if found is not None and found[0] is model:
                 return found[1]
             s = self.settings
             batcher = Batcher(make_run(model), max_items=self.max_items, max_wait=s.batch_max_wait_ms / 1000,
-                              max_queue=s.batch_queue, name=f"batcher-{run_id[:8]}",
+                              max_queue=s.batch_queue, name=f"batcher-{run_id[:8]}-{checkpoint}",
                               stats=BatchStats(on_batch=self.stats.observe_batch), **self.batch_cost())
-            self._batchers[run_id] = (model, batcher)
+            self._batchers[key] = (model, batcher)
         if found is not None:
             found[1].close(timeout=0)
         return batcher
@@ -114,9 +120,11 @@ class ClassifierBatchers(ModelBatchers):
     def __init__(self, settings: Settings, metrics: ServingMetrics | None = None) -> None:
         super().__init__(settings, settings.batch_max_items, metrics)
 
-    async def predict(self, run_id: str, classifier: Classifier, image: torch.Tensor, k: int) -> Prediction:
-        """`image`'s (1, 28, 28) prediction, batched with concurrent requests for the same model."""
-        found = await self.submit(self.batcher(run_id, classifier, _classify), image)
+    async def predict(self, run_id: str, classifier: Classifier, image: torch.Tensor, k: int,
+                      checkpoint: str = "last") -> Prediction:
+        """`image`'s (1, 28, 28) prediction, batched with concurrent requests for the same model (the run's
+        `checkpoint`)."""
+        found = await self.submit(self.batcher(run_id, classifier, _classify, checkpoint), image)
         return Prediction(found.label, found.class_name, found.probabilities, found.top_k[:k])
 
 
@@ -130,8 +138,9 @@ class TransliteratorBatchers(ModelBatchers):
         """A search of at most INKWELL_MAX_DECODE_ROWS rows (texts x beams), as one request may hold."""
         return {"cost": _search_rows, "max_cost": self.settings.max_decode_rows}
 
-    async def translate(self, run_id: str, model: Transliterator, texts: list[str], **params: Any,
-                        ) -> list[list[Hypothesis]]:
-        """Hypotheses per text, searched together with concurrent requests that use the same settings."""
+    async def translate(self, run_id: str, model: Transliterator, texts: list[str], checkpoint: str = "last",
+                        **params: Any) -> list[list[Hypothesis]]:
+        """Hypotheses per text, searched together with concurrent requests for the same model (the run's
+        `checkpoint`) that use the same settings."""
         key: SearchParams = tuple(sorted(params.items()))
-        return await self.submit(self.batcher(run_id, model, _search), (texts, key), key=key)
+        return await self.submit(self.batcher(run_id, model, _search, checkpoint), (texts, key), key=key)

@@ -1,5 +1,9 @@
 """Which run answers a request and its loaded model, held in memory between checks.
 
+A request shape is (endpoint, run_id asked for, model asked for, checkpoint asked for: "best" | "last"): best
+and last are different files and different models, remembered apart. A "best" request of a run without
+best.pt is answered by its last checkpoint, and `Served.checkpoint` says so.
+
 Resolving the serving run costs a database query (promoted / best run) and a stat of its checkpoint file;
 done per request it was most of /predict's work. `ServingView` remembers each answer for
 INKWELL_SERVING_REFRESH_SECONDS: within that time a request is answered from memory on the event loop,
@@ -30,19 +34,21 @@ from ml.errors import CheckpointError
 from ml.inference import Predictor
 from ml.kinds import ModelKind
 
-Key = tuple[str, str | None, str | None]  # endpoint, run_id asked for, model asked for
-MAX_ENTRIES = 256  # distinct (endpoint, run_id, model) answers remembered; the oldest is dropped
+Key = tuple[str, str | None, str | None, str]  # endpoint, run_id asked for, model asked for, checkpoint asked for
+MAX_ENTRIES = 256  # distinct (endpoint, run_id, model, checkpoint) answers remembered; the oldest is dropped
 CHECK_TIMEOUT = 10.0  # a check in flight longer than this is presumed lost and another request checks
 
 
 @dataclass(frozen=True)
 class Served:
-    """The answer for one request shape: the run, its kind and its loaded model."""
+    """The answer for one request shape: the run, its kind, its loaded model and which checkpoint that is."""
 
     run_id: str
     kind: ModelKind
     predictor: Predictor
     checked_at: float
+    checkpoint: str = "last"  # the checkpoint that answers: "best" or "last" (a run without best.pt: last)
+    epoch: int | None = None  # the epoch of its weights, as the checkpoint records it
 
 
 class ServingView:
@@ -55,12 +61,13 @@ class ServingView:
         self._lock = threading.Lock()
         self.checks = 0  # how many times the database and the checkpoint were consulted (tests, /metrics)
 
-    def cached(self, endpoint: str, run_id: str | None, model: str | None) -> Served | None:
+    def cached(self, endpoint: str, run_id: str | None, model: str | None, checkpoint: str = "best",
+               ) -> Served | None:
         """The remembered answer while it is fresh, else None: then the caller must call `load`.
 
         A stale answer is still returned while another caller's `load` of it is in flight. Cheap: no I/O.
         """
-        key = (endpoint, run_id, model)
+        key = (endpoint, run_id, model, checkpoint)
         now = self.clock()
         with self._lock:
             found = self._entries.get(key)
@@ -74,18 +81,20 @@ class ServingView:
             self._checking[key] = now  # this caller checks
             return None
 
-    def load(self, endpoint: str, run_id: str | None, model: str | None) -> Served:
+    def load(self, endpoint: str, run_id: str | None, model: str | None, checkpoint: str = "best") -> Served:
         """Work the answer out (database, checkpoint file, model cache) and remember it.
 
         Raises what api.selection raises (HTTPException 404 / 409 / 422) and CheckpointError for a
         checkpoint that does not hold the run's kind. Blocking: call it from a worker thread.
         """
-        key = (endpoint, run_id, model)
+        key = (endpoint, run_id, model, checkpoint)
         checked_at = self.clock()
         try:
             with self.sessions() as session:
                 run, kind = select_run(session, endpoint, run_id, model)
-            predictor = self.models.get(run.id, checkpoint_for(self.store, run))
+            path, answered = checkpoint_for(self.store, run, checkpoint)
+            loaded = self.models.get_loaded(run.id, path)
+            predictor = loaded.predictor
             if predictor.kind != run.model:
                 raise CheckpointError(
                     f"run {run.id} is recorded as {run.model} but its checkpoint holds a {predictor.kind}"
@@ -102,7 +111,7 @@ class ServingView:
                 self._entries.pop(key, None)
                 self._checking.pop(key, None)
             raise
-        served = Served(run.id, kind, predictor, checked_at)
+        served = Served(run.id, kind, predictor, checked_at, answered, loaded.epoch)
         with self._lock:
             self.checks += 1
             self._checking.pop(key, None)

@@ -175,9 +175,10 @@ class ArtifactStore:
                     old.unlink(missing_ok=True)
         return path, version
 
-    def cached_checkpoint(self, run_id: str) -> Path | None:
-        """The run's current checkpoint as a local file (see cached_object), or None when it has none."""
-        found = self.cached_object(checkpoint_key(run_id))
+    def cached_checkpoint(self, run_id: str, which: str = "last") -> Path | None:
+        """The run's current "last" (checkpoint.pt) or "best" (best.pt) checkpoint as a local file (see
+        cached_object), or None when the store has no such file."""
+        found = self.cached_object(checkpoint_key_for(run_id, which))
         return found[0] if found is not None else None
 
     def open_stream(self, key: str) -> Iterator[bytes]:

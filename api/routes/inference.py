@@ -20,9 +20,11 @@ from starlette.datastructures import State
 
 from api.image_request import ImageRequest, read_image_request
 from api.inference_schemas import (
+    CHECKPOINT_DESCRIPTION,
     MAX_TOP_K,
     ActivationMapsResponse,
     ActivationOptions,
+    Checkpoint,
     HypothesisOut,
     Layer,
     PredictModel,
@@ -66,21 +68,24 @@ RunIdQuery = Annotated[
     RunId | None, Query(description="a succeeded run; default: the promoted run, else the best")
 ]
 ModelQuery = Annotated[PredictModel | None, Query(description="the kind to answer with (default: the first)")]
+CheckpointQuery = Annotated[Checkpoint | None, Query(description=f"{CHECKPOINT_DESCRIPTION} (default best)")]
 TopKQuery = Annotated[
     int | None, Query(ge=1, le=MAX_TOP_K, description="how many classes to list (default 3)")
 ]
 
 
-def _served_now(state: State, endpoint: str, run_id: str | None, model: str | None) -> Served:
+def _served_now(state: State, endpoint: str, run_id: str | None, model: str | None, checkpoint: str) -> Served:
     """The run answering `endpoint` and its model (api/serving_view.py), from a worker thread."""
-    found = state.serving.cached(endpoint, run_id, model)
-    return found if found is not None else state.serving.load(endpoint, run_id, model)
+    found = state.serving.cached(endpoint, run_id, model, checkpoint)
+    return found if found is not None else state.serving.load(endpoint, run_id, model, checkpoint)
 
 
-async def _served(state: State, endpoint: str, run_id: str | None, model: str | None) -> Served:
+async def _served(state: State, endpoint: str, run_id: str | None, model: str | None, checkpoint: str) -> Served:
     """The same from the event loop: from memory while fresh, else checked in a worker thread."""
-    found = state.serving.cached(endpoint, run_id, model)
-    return found if found is not None else await run_in_threadpool(state.serving.load, endpoint, run_id, model)
+    found = state.serving.cached(endpoint, run_id, model, checkpoint)
+    if found is not None:
+        return found
+    return await run_in_threadpool(state.serving.load, endpoint, run_id, model, checkpoint)
 
 
 def _png_data_url(image: torch.Tensor) -> str:
@@ -96,10 +101,11 @@ def _predict_alone(classifier: Classifier, tensor: torch.Tensor, k: int, state: 
         return classifier.predict(tensor, k=k)[0]
 
 
-def _response(used: str, found: Prediction, tensor: torch.Tensor, options: PredictOptions) -> Response:
+def _response(served: Served, found: Prediction, tensor: torch.Tensor, options: PredictOptions) -> Response:
     """PredictResponse as JSON, written by orjson: the values' types are known, so the hot path skips
     pydantic's validation and serialisation of the response (the contract test checks it against the schema)."""
-    body: dict[str, Any] = {"run_id": used, "label": found.label, "class_name": found.class_name,
+    body: dict[str, Any] = {"run_id": served.run_id, "checkpoint": served.checkpoint,
+                            "checkpoint_epoch": served.epoch, "label": found.label, "class_name": found.class_name,
                             "probabilities": found.probabilities, "top_k": found.top_k}
     if options.include_input:
         body["input_png"] = _png_data_url(tensor)
@@ -118,6 +124,7 @@ async def predict(
     request: Request,
     run_id: RunIdQuery = None,
     model: ModelQuery = None,
+    checkpoint: CheckpointQuery = None,
     top_k: TopKQuery = None,
     include_input: Annotated[
         bool | None, Query(description="also return the 28x28 input as a PNG data URL")
@@ -125,28 +132,29 @@ async def predict(
 ) -> Response:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
-    query = {"run_id": run_id, "model": model, "top_k": top_k, "include_input": include_input}
+    query = {"run_id": run_id, "model": model, "checkpoint": checkpoint, "top_k": top_k,
+             "include_input": include_input}
     options = parse_options(PredictOptions, query, image.fields, image.text_fields)
     max_pixels = state.settings.max_image_pixels
     if image.data is None:  # a pixel grid: numpy work of microseconds, done here
         tensor = image.tensor(max_pixels)  # (1, 28, 28)
     else:  # an upload: decoding may take a while (large images), so in a worker thread
         tensor = await run_in_threadpool(image.tensor, max_pixels)
-    served = await _served(state, "predict", options.run_id, options.model)
+    served = await _served(state, "predict", options.run_id, options.model, options.checkpoint)
     used, classifier = served.run_id, served.predictor
     assert isinstance(classifier, Classifier)
     if state.settings.batching:
-        found = await state.batchers.predict(used, classifier, tensor, options.top_k)
+        found = await state.batchers.predict(used, classifier, tensor, options.top_k, served.checkpoint)
     else:
         found = await run_in_threadpool(_predict_alone, classifier, tensor, options.top_k, state)
-    return _response(used, found, tensor, options)
+    return _response(served, found, tensor, options)
 
 
 def _activation_maps(
     state: State, image: ImageRequest, options: ActivationOptions
 ) -> Response | ActivationMapsResponse:
     tensor = image.tensor(state.settings.max_image_pixels)  # (1, 28, 28)
-    served = _served_now(state, "predict", options.run_id, options.model)
+    served = _served_now(state, "predict", options.run_id, options.model, options.checkpoint)
     used, kind, classifier = served.run_id, served.kind, served.predictor
     assert isinstance(classifier, Classifier)
     if not kind.activation_layers:
@@ -158,8 +166,10 @@ def _activation_maps(
         maps = classifier.activations(tensor, layer)  # (C, H, W)
     if options.format == "png":
         png = activation_png(tensor, maps, layer)
-        return Response(png, media_type="image/png", headers={"X-Run-Id": used})
-    return ActivationMapsResponse(run_id=used, layer=layer, shape=list(maps.shape), maps=_rounded(maps))
+        return Response(png, media_type="image/png", headers={
+            "X-Run-Id": used, "X-Checkpoint": served.checkpoint, "X-Checkpoint-Epoch": str(served.epoch)})
+    return ActivationMapsResponse(run_id=used, checkpoint=served.checkpoint, checkpoint_epoch=served.epoch,
+                                  layer=layer, shape=list(maps.shape), maps=_rounded(maps))
 
 
 @router.post(
@@ -168,7 +178,8 @@ def _activation_maps(
     response_model=ActivationMapsResponse,
     openapi_extra=request_body("activation-maps", lambda: image_request_body(ActivationOptions)),
     responses={
-        200: {"content": {"image/png": {}}, "description": "format=png: the grid; format=json: the arrays"},
+        200: {"content": {"image/png": {}}, "description": "format=png: the grid (the run, checkpoint and "
+              "epoch that answered in X-Run-Id, X-Checkpoint, X-Checkpoint-Epoch); format=json: the arrays"},
         **IMAGE_ERRORS,
     },
 )
@@ -176,12 +187,13 @@ async def activation_maps(
     request: Request,
     run_id: RunIdQuery = None,
     model: ModelQuery = None,
+    checkpoint: CheckpointQuery = None,
     layer: Annotated[Layer | None, Query(description="conv1 (8 maps of 28x28) or conv2 (16 of 12x12)")] = None,
     format: Annotated[Literal["png", "json"] | None, Query(description="png (default) or json")] = None,
 ) -> Any:
     state = request.app.state
     image = await read_image_request(request, state.settings.max_upload_bytes)
-    query = {"run_id": run_id, "model": model, "layer": layer, "format": format}
+    query = {"run_id": run_id, "model": model, "checkpoint": checkpoint, "layer": layer, "format": format}
     options = parse_options(ActivationOptions, query, image.fields, image.text_fields)
     return await run_in_threadpool(_activation_maps, state, image, options)
 
@@ -233,19 +245,20 @@ async def transliterate(body: TransliterateRequest, request: Request) -> Any:
     if rows > state.settings.max_decode_rows:
         raise HTTPException(422, detail=f"{len(texts)} texts x beam {body.beam_size} = {rows} searches at once; "
                             f"the limit is {state.settings.max_decode_rows} (send fewer texts or a smaller beam)")
-    served = await _served(state, "transliterate", body.run_id, body.model)
+    served = await _served(state, "transliterate", body.run_id, body.model, body.checkpoint)
     run_id, model = served.run_id, served.predictor
     if not isinstance(model, Transliterator):
         raise CheckpointError(f"run {run_id} is a {served.kind.name} run but its checkpoint holds no transliterator")
     params = {"decoding": body.decoding, "beam_size": body.beam_size, "n_best": body.n_best,
               "alpha": body.length_penalty, "attention": body.return_attention}
     if state.settings.batching:
-        found = await state.search_batchers.translate(run_id, model, texts, **params)
+        found = await state.search_batchers.translate(run_id, model, texts, served.checkpoint, **params)
     else:
         found = await run_in_threadpool(_translate_alone, state, model, texts, params)
     if not all(found):
         raise HTTPException(422, detail="the search found no hypothesis; try a larger beam_size")
     results = [_one_result(t, h, model, body.return_attention) for t, h in zip(texts, found, strict=True)]
+    answered = {"run_id": run_id, "checkpoint": served.checkpoint, "checkpoint_epoch": served.epoch}
     if body.text is not None:
-        return TransliterateResponse(run_id=run_id, decoding=body.decoding, **results[0].model_dump())
-    return TransliterateBatchResponse(run_id=run_id, decoding=body.decoding, results=results)
+        return TransliterateResponse(**answered, decoding=body.decoding, **results[0].model_dump())
+    return TransliterateBatchResponse(**answered, decoding=body.decoding, results=results)

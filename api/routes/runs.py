@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from api import events
 from api.deps import RunDep, SessionDep
+from api.inference_schemas import Checkpoint
 from api.presenters import PNG_RESPONSE, history, metric_name, metrics_out, png, run_out, run_outs
 from api.schemas import ArtifactList, ArtifactOut, ModelName, RunList, RunMetrics, RunOut, RunStatus
 from core.results import artifacts, checkpoint_key_of, epochs
@@ -90,7 +91,8 @@ def run_plot(
 
 CHECKPOINT_RESPONSES = {
     200: {"content": {"application/octet-stream": {}}, "description": "the checkpoint file, streamed from the store"},
-    404: {"description": "no such run, or the run left no checkpoint"},
+    404: {"description": "no such run, or the run left no checkpoint of that kind (which=best: runs trained "
+                         "before best.pt was kept have none)"},
     409: {"description": "the run has not finished"},
     503: {"description": "the artifact store is unreachable"},
 }
@@ -106,21 +108,33 @@ def _stream(store: ArtifactStore, key: str, media_type: str, filename: str, size
     return StreamingResponse(pieces, media_type=media_type, headers=headers)
 
 
-@router.get("/runs/{run_id}/checkpoint", summary="Download the checkpoint of a finished run",
+WHICH_DESCRIPTION = "best: the weights of the best validation epoch; last: the final epoch's (default)"
+
+
+@router.get("/runs/{run_id}/checkpoint",
+            summary="Download a checkpoint of a finished run (which=best: the weights of the best validation "
+                    "epoch; which=last, the default: the final epoch's)",
             response_class=StreamingResponse, responses=CHECKPOINT_RESPONSES)
-def checkpoint(found: RunDep, session: SessionDep, request: Request) -> StreamingResponse:
+def checkpoint(found: RunDep, session: SessionDep, request: Request,
+               which: Annotated[Checkpoint, Query(description=WHICH_DESCRIPTION)] = "last") -> StreamingResponse:
     """Streamed through the API from the artifact store (no presigned redirect: clients need no access to
-    the store, and the API's keys and scopes apply to the download)."""
+    the store, and the API's keys and scopes apply to the download).
+
+    `which=best`: the weights of the best validation epoch (best.pt); `which=last` (the default): the final
+    epoch's (checkpoint.pt). The file is named `inkwell-<model>-<run id>-<which>.pt`."""
     if not found.finished:
         raise HTTPException(
             409, f"run {found.id} is {found.status}; its checkpoint is ready once it has finished"
         )
     store: ArtifactStore = request.app.state.store
-    key = checkpoint_key_of(session, store, found.id)
+    key = checkpoint_key_of(session, store, found.id, which)
+    if key is None and which == "best":
+        raise HTTPException(404, f"run {found.id} has no best checkpoint (no best.pt, e.g. trained before "
+                                 "best checkpoints were kept); ask for which=last")
     if key is None:
         raise HTTPException(404, f"run {found.id} ({found.status}) left no checkpoint")
     session.close()  # hold no pooled connection while the file streams
-    return _stream(store, key, "application/octet-stream", f"inkwell-{found.model}-{found.id}.pt")
+    return _stream(store, key, "application/octet-stream", f"inkwell-{found.model}-{found.id}-{which}.pt")
 
 
 @router.get("/runs/{run_id}/artifacts", summary="The files a run stored (checkpoint, plots), with their sizes",
