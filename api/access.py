@@ -79,6 +79,14 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/evaluations/{evaluation_id}"): "read",
     ("GET", "/evaluations/{evaluation_id}/events"): "read",
     ("POST", "/evaluations/{evaluation_id}/cancel"): "train",
+    ("GET", "/compare"): "read",
+    ("GET", "/compare/metrics.csv"): "read",
+    ("GET", "/compare/metrics.json"): "read",
+    ("GET", "/report"): "read",
+    ("GET", "/report.pdf"): "read",
+    ("GET", "/report/activations.png"): "read",
+    ("GET", "/report/decoding.png"): "read",
+    ("POST", "/report/reproduce"): "train",
 }
 
 

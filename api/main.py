@@ -18,12 +18,14 @@ from api.model_cache import ModelCache
 from api.observability import install_metrics, make_metrics
 from api.openapi import install_openapi
 from api.routes import (
+    compare,
     dashboard,
     datasets,
     evaluations,
     health,
     inference,
     models,
+    report,
     runs,
     sweeps,
     training,
@@ -94,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_metrics(app, metrics)
     # inference first: routes are matched in order, and /predict is the hot path (a few % of its time)
-    for module in (inference, health, training, datasets, runs, evaluations, sweeps, models, workers, dashboard):
+    for module in (inference, health, training, datasets, runs, evaluations, sweeps, models, workers, compare, report,
+                   dashboard):
         app.include_router(module.router)
     install_openapi(app)
     return app

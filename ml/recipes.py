@@ -110,29 +110,15 @@ class PairRecipe:
     def meta(self) -> dict[str, Any]:
         return {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "dataset": self.name}
 
-    def _bucketed_order(self, batch_size: int, generator: torch.Generator) -> list[Tensor]:
-        """Random batches whose sources all have one length (no padding: the encoder's fast path).
-
-        A fresh random order each epoch; sorting it stably by (source length, target length) keeps it
-        random among equal lengths, and a batch then holds targets of similar lengths (the decoder runs
-        to the longest one: about 15% fewer steps than random targets). Batches are then shuffled.
-        """
-        order = torch.randperm(self.n_train, generator=generator)  # (N,)
-        key = self.src_len[order] * (int(self.tgt_len.max()) + 1) + self.tgt_len[order]  # (N,)
-        _, by_length = torch.sort(key, stable=True)  # (N,)
-        order = order[by_length]  # (N,) grouped by source length, then by target length
-        lengths = self.src_len[order]  # (N,) non-decreasing
-        batches: list[Tensor] = []
-        start = 0
-        for count in torch.unique_consecutive(lengths, return_counts=True)[1].tolist():
-            group = order[start : start + count]
-            batches.extend(group.split(batch_size))
-            start += count
-        shuffle = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in shuffle]
-
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
-        for idx in self._bucketed_order(batch_size, generator):
+        """The assignment's batches: slices of a fresh random permutation, each padded to its own longest row.
+
+        Not bucketed by length: a batch holds pairs of any lengths, as the reference's shuffled pairs do
+        (length-bucketed batches trained the model without attention measurably worse; docs/fidelity.md).
+        The encoder runs these padded batches in one fused call (`Seq2Seq._encode_padded`), not packed.
+        """
+        cpu = torch.device("cpu")
+        for idx in _permuted_slices(self.n_train, batch_size, generator, cpu):  # (B,) on the CPU
             s_max, t_max = int(self.src_len[idx].max()), int(self.tgt_len[idx].max())
             rows = idx.to(self.device)  # (B,)
             yield (self.src[rows, :s_max], self.src_len_dev[rows],  # (B, S), (B,)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ml.data.text import PAD, PairSplits, load_pairs, pad_batch
 from ml.models.attention import BilinearAttention
@@ -94,6 +95,100 @@ def test_final_state_is_forward_and_backward_ends(data: PairSplits) -> None:
         n = int(src_len[b])
         assert torch.allclose(enc.state[0][0, b, :half], enc.memory[b, n - 1, :half], atol=1e-6)
         assert torch.allclose(enc.state[0][0, b, half:], enc.memory[b, 0, half:], atol=1e-6)
+
+
+def _packed_encoder(model: Seq2Seq, state_dict: dict[str, torch.Tensor] | None = None) -> torch.nn.LSTM:
+    """A plain bidirectional nn.LSTM with the encoder's weights (from `state_dict` when given)."""
+    h = model.hidden_size
+    lstm = torch.nn.LSTM(h, h // 2, batch_first=True, bidirectional=True)
+    source = state_dict if state_dict is not None else model.state_dict()
+    lstm.load_state_dict({k.removeprefix("encoder."): v for k, v in source.items() if k.startswith("encoder.")})
+    return lstm
+
+
+def _packed_run(lstm: torch.nn.LSTM, emb: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What the encoder computed before (and the assignment does): the bi-LSTM on a packed batch."""
+    packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+    out, (h_n, c_n) = lstm(packed)
+    memory, _ = pad_packed_sequence(out, batch_first=True, total_length=emb.size(1))  # (B, S, H)
+    return memory, torch.cat([h_n[0], h_n[1]], -1), torch.cat([c_n[0], c_n[1]], -1)  # (B, H) x2
+
+
+def _random_batch(gen: torch.Generator, vocab: int, rows: int, steps: int, kind: str) -> tuple[torch.Tensor, ...]:
+    lengths = torch.randint(1, steps + 1, (rows,), generator=gen)  # (B,)
+    if kind == "mixed":
+        lengths[0], lengths[-1] = steps, 1  # the longest row and a length-1 row
+    elif kind == "ones":
+        lengths[:] = 1
+    elif kind == "one_length_short":  # every row one length, shorter than the padded width
+        lengths[:] = max(steps - 3, 1)
+    src = torch.randint(4, vocab, (rows, steps), generator=gen)  # (B, S)
+    src[torch.arange(steps).unsqueeze(0) >= lengths.unsqueeze(1)] = PAD
+    return src, lengths
+
+
+@pytest.mark.parametrize("kind", ["mixed", "ones", "one_length_short", "no_padding"])
+@pytest.mark.parametrize("hidden", [8, 32])
+def test_padded_encoder_equals_the_packed_lstm(data: PairSplits, kind: str, hidden: int) -> None:
+    """Unpacked, the padded batch gives the packed bi-LSTM's outputs and final (h, c), and its gradients."""
+    model = Seq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=hidden, dropout=0.0)
+    lstm = _packed_encoder(model)
+    gen = torch.Generator().manual_seed(hidden)
+    for steps in (1, 2, 7, 19):
+        src, lengths = _random_batch(gen, len(data.src_vocab), 23, steps, kind)
+        if kind == "no_padding":
+            lengths[:] = steps
+            src[src == PAD] = 5
+        enc = model.encode(src, lengths)
+        memory, h, c = _packed_run(lstm, model.src_embedding(src), lengths)
+        valid = enc.mask
+        assert valid.tolist() == (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).tolist()
+        torch.testing.assert_close(enc.memory[valid], memory[valid], atol=1e-6, rtol=1e-5)
+        assert torch.all(enc.memory[~valid] == 0)
+        torch.testing.assert_close(enc.state[0][0], h, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(enc.state[1][0], c, atol=1e-6, rtol=1e-5)
+        # gradients: the same loss through both paths, to the encoder weights and to the embedding
+        weights = torch.randn(3, *enc.memory.shape[:2], hidden, generator=gen)
+        mine = (enc.memory * weights[0]).sum() + (enc.state[0][0] * weights[1, :, 0]).sum() \
+            + (enc.state[1][0] * weights[2, :, 0]).sum()
+        ref = (memory * weights[0]).sum() + (h * weights[1, :, 0]).sum() + (c * weights[2, :, 0]).sum()
+        ref_params = [model.src_embedding.weight, *lstm.parameters()]
+        mine_params = [model.src_embedding.weight, *model.encoder.parameters()]
+        for a, b in zip(torch.autograd.grad(mine, mine_params), torch.autograd.grad(ref, ref_params), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_saved_model_loads_and_encodes_as_the_packed_encoder_did(data: PairSplits, tmp_path: Path) -> None:
+    """Checkpoints keep their keys and shapes (one nn.LSTM, bidirectional), and give the same outputs."""
+    model = new_model(data, attention=True).eval()
+    keys = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    half, h = model.hidden_size // 2, model.hidden_size
+    assert keys == {f"encoder.{name}{suffix}": shape for suffix in ("", "_reverse") for name, shape in [
+        ("weight_ih_l0", (4 * half, h)), ("weight_hh_l0", (4 * half, half)),
+        ("bias_ih_l0", (4 * half,)), ("bias_hh_l0", (4 * half,))]}
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    saved = torch.load(tmp_path / "weights.pt", weights_only=True)
+    loaded = new_model(data, attention=True, seed=9).eval()
+    loaded.load_state_dict(saved)  # strict
+    src, src_len, tgt_in, _ = make_batch(data, n=16)
+    assert len(set(src_len.tolist())) > 1
+    with torch.no_grad():
+        enc = loaded.encode(src, src_len)
+        memory, h_n, c_n = _packed_run(_packed_encoder(loaded, saved), loaded.src_embedding(src), src_len)
+        torch.testing.assert_close(enc.memory, memory, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(enc.state[0][0], h_n, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(enc.state[1][0], c_n, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(loaded(src, src_len, tgt_in), model(src, src_len, tgt_in))
+
+
+def test_encode_refuses_lengths_outside_the_batch(data: PairSplits) -> None:
+    model = new_model(data, attention=False).eval()
+    src, src_len, _, _ = make_batch(data, n=3)
+    for bad in (0, src.size(1) + 1):
+        lengths = src_len.clone()
+        lengths[1] = bad
+        with pytest.raises(ValueError):
+            model.encode(src, lengths)
 
 
 def test_attention_matches_a_loop_and_masks_padding() -> None:
