@@ -50,9 +50,13 @@ def keyed(make_app):
 DOCUMENTED = {
     "read": {"/runs", "/runs/{run_id}", "/runs/{run_id}/metrics", "/runs/{run_id}/events",
              "/runs/{run_id}/plots/{name}.png", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/plot.png", "/models",
-             "/datasets", "/datasets/{name}", "/runs/{run_id}/artifacts", "/metrics", "/serving/stats", "/workers"},
+             "/datasets", "/datasets/{name}", "/runs/{run_id}/artifacts", "/metrics", "/serving/stats", "/workers",
+             "/runs/{run_id}/evaluations", "/evaluations/{evaluation_id}", "/evaluations/{evaluation_id}/events",
+             "/compare", "/compare/metrics.csv", "/compare/metrics.json", "/report", "/report.pdf",
+             "/report/activations.png", "/report/decoding.png"},
     "infer": {"/predict", "/activation-maps", "/transliterate"},
-    "train": {"/train", "/runs/{run_id}/cancel", "/datasets"},  # POST /datasets: an upload
+    "train": {"/train", "/runs/{run_id}/cancel", "/datasets",  # POST /datasets: an upload
+              "/runs/{run_id}/evaluations", "/evaluations/{evaluation_id}/cancel", "/report/reproduce"},
     "admin": {"/runs/{run_id}/checkpoint", "/runs/{run_id}/artifacts/{name}", "/models/{model}/promote",
               "/datasets/{name}"},  # DELETE /datasets/{name}
 }
