@@ -71,7 +71,7 @@ def train_run_task(self: Task, run_id: str) -> str:
     if outcome == "interrupted":
         resend(run_id)
     elif outcome == "succeeded":
-        send_waiting_evaluations(run_id)
+        send_evaluations(run_id)
     return outcome
 
 
@@ -89,31 +89,23 @@ def evaluate_task(self: Task, evaluation_id: str) -> str:
     finally:
         _busy.clear()
     if outcome == "interrupted":
-        _send_evaluation_again(evaluation_id)
+        with get_sessionmaker()() as session:
+            run_id = session.get(Evaluation, evaluation_id).run_id
+        send_evaluations(run_id, [evaluation_id])
     return outcome
 
 
-def send_waiting_evaluations(run_id: str) -> None:
-    """The run just succeeded: send the evaluations that were waiting for it (else a reaper does, later)."""
-    settings = get_settings()
+def send_evaluations(run_id: str, evaluation_ids: list[str] | None = None) -> None:
+    """Send evaluations of `run_id` now: those given (one handed back by a stopping worker), else those that
+    waited for the run to succeed. On any error a reaper sends them later."""
     try:
         with get_sessionmaker()() as session:
             device_request = session.get(Run, run_id).device_request
-            for evaluation_id in waiting_for_run(session, run_id):
-                send_evaluation(session, celery_app, settings, evaluation_id, device_request)
-                log.info("run %s succeeded: evaluation %s sent", run_id, evaluation_id)
+            for evaluation_id in evaluation_ids or waiting_for_run(session, run_id):
+                send_evaluation(session, celery_app, get_settings(), evaluation_id, device_request)
+                log.info("run %s: evaluation %s sent", run_id, evaluation_id)
     except Exception as exc:
-        log.warning("run %s: could not send its waiting evaluations (%s); a reaper will", run_id, one_line(exc))
-
-
-def _send_evaluation_again(evaluation_id: str) -> None:
-    settings = get_settings()
-    try:
-        with get_sessionmaker()() as session:
-            run_id = session.get(Evaluation, evaluation_id).run_id
-            send_evaluation(session, celery_app, settings, evaluation_id, session.get(Run, run_id).device_request)
-    except Exception as exc:
-        log.warning("evaluation %s: could not send it again (%s); a reaper will", evaluation_id, one_line(exc))
+        log.warning("run %s: could not send its evaluations (%s); a reaper will", run_id, one_line(exc))
 
 
 def resend(run_id: str) -> None:
