@@ -31,8 +31,10 @@ from api.report_schemas import (
 from api.report_theory import theory_section
 from core.db import FRESH
 from core.models import Run
+from ml.kinds.cnn import CNN_KIND
+from ml.kinds.seq2seq import SEQ2SEQ_KIND
 
-CNN, SEQ2SEQ = "cnn", "seq2seq"
+CNN, SEQ2SEQ = CNN_KIND.name, SEQ2SEQ_KIND.name  # the assignment's two models: the report is about them
 SWEEP_RATES = (0.01, 0.0005, 0.00001)
 SCAN = 2000  # newest runs of a kind looked at when choosing
 
