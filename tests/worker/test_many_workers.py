@@ -58,4 +58,4 @@ def test_a_sweep_is_shared_by_two_workers(make_stack) -> None:
     assert all(r.attempt == 1 for r in runs)
     for run in runs:
         assert [r.epoch for r in stack.epochs(run.id)] == [1, 2]
-        assert set(stack.final_metrics(run.id)) == {"test_accuracy"}
+        assert set(stack.final_metrics(run.id)) == {"test_accuracy", "best_test_accuracy"}
