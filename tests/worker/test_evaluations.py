@@ -17,6 +17,7 @@ from core.storage import checkpoint_key_for
 from ml.checkpoint import load_checkpoint
 from tests.fixtures.services import Stack
 from tests.support import ROOT, wait_for
+from worker import evaluation as worker_evaluation
 
 pytestmark = pytest.mark.services
 CNN = {"epochs": 3, "limit": 300, "batch_size": 64, "learning_rate": 0.01}
@@ -80,7 +81,7 @@ def test_a_run_keeps_its_best_checkpoint_and_its_evaluation_equals_the_cli(make_
     assert (what, again.id, again.sends, again.value) == ("found", done.id, done.sends, done.value)
 
 
-def test_beam_1_equals_greedy_and_a_killed_workers_evaluation_is_done_again(make_stack):
+def test_beam_1_equals_greedy_and_a_dead_workers_evaluation_is_done_again(make_stack):
     stack = make_stack("sqlite", lease_seconds=4, heartbeat_seconds=1)
     (run_id,) = stack.create_runs("seq2seq", "spa-eng", **SEQ2SEQ)
     first = stack.start_worker()
@@ -97,37 +98,57 @@ def test_beam_1_equals_greedy_and_a_killed_workers_evaluation_is_done_again(make
     assert greedy.value == stack.epochs(run_id)[-1].val_metric  # what fit measured after its one epoch
     assert [s["hypothesis"] for s in greedy.details["worst"]] == [s["hypothesis"] for s in beam1.details["worst"]]
 
-    # A long beam search over the whole split; its worker is killed mid-way and another one finishes it.
-    slow, _ = _submit(stack, run_id, split="val", checkpoint="last", decoding="beam", beam_size=10)
-    wait_for(lambda: (e := _evaluation(stack, slow.id)).status == "running" and e.done > 0,
-             "the beam evaluation to make progress", 120, 0.1, stack.logs)
+    # A worker that claimed an evaluation and died (SIGKILL) leaves it running under a lease nobody renews.
+    # Scoring is too quick here to kill a worker mid-way reliably, so the dead worker's claim is made in SQL;
+    # the worker process that held the run is killed for real, and a new one must redo the evaluation.
+    with stack.factory() as session:
+        orphan, _ = repo.create_or_find_evaluation(session, stack.run(run_id), checkpoint="last", dataset="spa-eng",
+                                                   dataset_sha256=None, split="val",
+                                                   params=repo.canonical_params("transliterate", decoding="beam",
+                                                                                beam_size=10))
+        assert repo.claim_evaluation(session, orphan.id, first.name, "cpu", lease_seconds=2) is not None
     first.kill(signal.SIGKILL)
     second = stack.start_worker()
     second.wait_ready()
-    redone = _wait(stack, slow.id, timeout=300)
+    redone = _wait(stack, orphan.id, timeout=120)
     assert redone.status == "succeeded", (redone.error, stack.logs())
-    assert redone.attempt == 2 and redone.worker == second.name and redone.n == redone.total
-    assert f"reaper: evaluation {slow.id} lost its worker" in second.log()
+    assert redone.attempt == 2 and redone.worker == second.name and redone.n == redone.total == 1000
+    assert f"reaper: evaluation {orphan.id} lost its worker" in second.log()
 
 
-def test_a_running_evaluation_is_cancelled_and_a_failed_runs_evaluation_fails(make_stack):
+def test_a_running_evaluation_is_cancelled_and_a_failed_runs_evaluation_fails(make_stack, monkeypatch):
     stack = make_stack("sqlite")
     (run_id,) = stack.create_runs("seq2seq", "spa-eng", **SEQ2SEQ)
     stack.start_worker().wait_ready()
     stack.enqueue(run_id)
     assert stack.wait_status(run_id).status == "succeeded", stack.logs()
-    slow, _ = _submit(stack, run_id, split="val", checkpoint="last", decoding="beam", beam_size=10)
-    wait_for(lambda: _evaluation(stack, slow.id).status == "running", "the evaluation to start", 120, 0.1,
-             stack.logs)
+    # A cancel sent while a worker scores the evaluation: here the scoring runs in this process (the worker's
+    # own code), and the cancel is requested the moment it reports its first progress, as a user would.
     with stack.factory() as session:
-        assert repo.request_cancel(session, slow.id).cancel_requested
-    cancelled = _wait(stack, slow.id)
-    assert cancelled.status == "cancelled" and cancelled.value is None, stack.logs()
-    # Asked again, the cancelled evaluation is queued again under the same id.
+        slow, _ = repo.create_or_find_evaluation(session, stack.run(run_id), checkpoint="last", dataset="spa-eng",
+                                                 dataset_sha256=None, split="val",
+                                                 params=repo.canonical_params("transliterate", decoding="beam",
+                                                                              beam_size=10))
+    progress = []
+
+    def progress_then_cancel(session, evaluation_id, worker, done, total):
+        progress.append(done)
+        written = repo.set_progress(session, evaluation_id, worker, done, total)
+        with stack.factory() as other:
+            repo.request_cancel(other, evaluation_id)
+        return written
+
+    monkeypatch.setattr(worker_evaluation, "set_progress", progress_then_cancel)
+    settings = stack.settings.model_copy(update={"cache_dir": stack.tmp / "in-process-cache"})
+    outcome = worker_evaluation.evaluate_one(slow.id, "in-process-worker", settings=settings, factory=stack.factory)
+    cancelled = _evaluation(stack, slow.id)
+    assert outcome == "cancelled" and cancelled.status == "cancelled" and cancelled.value is None
+    assert 0 < progress[0] < 1000 and cancelled.done == progress[0]  # stopped between batches, not at the end
+    monkeypatch.undo()
+    # Asked again, the cancelled evaluation is queued again under the same id, and a worker scores it.
     again, what = _submit(stack, run_id, split="val", checkpoint="last", decoding="beam", beam_size=10)
-    assert (what, again.id) == ("requeued", slow.id) and again.status in ("queued", "running")
-    with stack.factory() as session:
-        repo.request_cancel(session, slow.id)
+    assert (what, again.id) == ("requeued", slow.id)
+    assert _wait(stack, slow.id).status == "succeeded", stack.logs()
 
     # An evaluation of a run that then fails is failed by the reaper.
     (bad,) = stack.create_runs("seq2seq", "spa-eng", **{**SEQ2SEQ, "epochs": 1})
