@@ -10,12 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from ml.checkpoint import load_checkpoint
 from ml.errors import CheckpointError
-from ml.inference import Predictor
-from ml.kinds import UnknownKind, kind_of_checkpoint
+from ml.inference import Predictor, load_with_checkpoint
 
 # What identifies one version of a checkpoint file: modification time (ns), size and inode.
 Signature = tuple[int, int, int]
@@ -39,19 +35,13 @@ class Loaded:
 
 
 def load_served(path: Path | str, device: str | None = None) -> Loaded:
-    """The predictor of a checkpoint written by `fit` (as ml.inference.load_predictor builds it) and the epoch
-    the checkpoint records, from one read of the file; CheckpointError when it is unusable."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = load_checkpoint(path, map_location=dev)
+    """The predictor of a checkpoint written by `fit` and the epoch the checkpoint records, from one read of
+    the file (ml.inference.load_with_checkpoint); CheckpointError when it is unusable."""
+    predictor, data = load_with_checkpoint(path, device)
     epoch = data.get("epoch")
     if isinstance(epoch, bool) or not isinstance(epoch, int):
         raise CheckpointError(f"checkpoint {path} records no epoch")
-    try:
-        return Loaded(kind_of_checkpoint(data).predictor(data, dev), epoch)
-    except UnknownKind as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}") from None
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is incomplete or does not match its model ({exc})") from None
+    return Loaded(predictor, epoch)
 
 
 class ModelCache:

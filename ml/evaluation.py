@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ml.checkpoint import load_checkpoint
 from ml.data.images import load_images
 from ml.data.specs import IMAGE_NAMES, data_kind_of_spec, spec_for_name
 from ml.data.text import load_pairs, normalize, read_pairs_file
 from ml.decoding import DECODINGS, translate
 from ml.errors import Cancelled, CheckpointError, DataError, InputError
 from ml.imageprep import tensor_to_png
-from ml.kinds import DATA_KINDS, ModelKind, UnknownKind, kind_of_checkpoint
+from ml.inference import load_with_checkpoint
+from ml.kinds import DATA_KINDS, ModelKind, kind_of_checkpoint
 from ml.metrics import error_rate
 
 SPLITS = ("train", "val", "test")  # "all" scores their concatenation (each part cut to `limit`)
@@ -80,17 +80,13 @@ def _load(checkpoint: Path | str, device: str | None, **options: Any) -> _Run:
         raise InputError(f"unknown decoding {options['decoding']!r}; choose one of {', '.join(DECODINGS)}")
     if options["beam_size"] < 1 or (options["batch_size"] is not None and options["batch_size"] < 1):
         raise InputError("beam_size and batch_size must be >= 1")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = load_checkpoint(checkpoint, map_location=dev)
+    predictor, data = load_with_checkpoint(checkpoint, device)
+    kind = kind_of_checkpoint(data)
     try:
-        kind = kind_of_checkpoint(data)
-        predictor = kind.predictor(data, dev)
         epoch = None if data.get("epoch") is None else int(data["epoch"])
-    except UnknownKind as exc:
-        raise CheckpointError(f"checkpoint {checkpoint}: {exc}") from None
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {checkpoint} is incomplete or does not match its model ({exc})") from None
-    return _Run(kind, predictor, epoch, dev, **options)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"checkpoint {checkpoint} records no usable epoch") from None
+    return _Run(kind, predictor, epoch, predictor.device, **options)
 
 
 def _resolve_spec(data_spec: str, data_dir: Path) -> str:

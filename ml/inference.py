@@ -117,13 +117,19 @@ def load_transliterator(checkpoint: Mapping[str, Any], device: torch.device,
     return Transliterator(model, src, tgt, config, device)  # type: ignore[arg-type]
 
 
-def load_predictor(path: Path | str, device: str | None = None) -> Predictor:
-    """A Classifier or Transliterator from a checkpoint written by `fit`, built by the kind it holds."""
+def load_with_checkpoint(path: Path | str, device: str | None = None) -> tuple[Predictor, dict[str, Any]]:
+    """(a Classifier or Transliterator built by the kind a checkpoint written by `fit` holds, the checkpoint's
+    contents), from one read of the file; CheckpointError with one line when it is unusable."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_checkpoint(path, map_location=dev)
     try:
-        return kind_of_checkpoint(data).predictor(data, dev)
+        return kind_of_checkpoint(data).predictor(data, dev), data
     except UnknownKind as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from None
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or does not match its model ({exc})") from None
+
+
+def load_predictor(path: Path | str, device: str | None = None) -> Predictor:
+    """A Classifier or Transliterator from a checkpoint written by `fit`, built by the kind it holds."""
+    return load_with_checkpoint(path, device)[0]
